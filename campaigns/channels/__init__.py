@@ -1,0 +1,1 @@
+"""Transports: one module per channel behind the interface in ``base``."""

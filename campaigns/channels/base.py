@@ -1,0 +1,41 @@
+"""The one interface every transport implements, so SMTP and Twilio slot in beside the files."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from campaigns.enums import Channel
+
+
+@dataclass(frozen=True)
+class OutgoingMessage:
+    """Everything a provider needs; ``to`` is resolved from the patient at send time."""
+
+    outbox_id: int
+    channel: Channel
+    to: str
+    body_text: str
+    subject: str | None = None
+    body_html: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ProviderReceipt:
+    provider_id: str
+
+
+class DeliveryError(Exception):
+    """``permanent`` failures are not retried (invalid number); the rest may be."""
+
+    def __init__(self, reason: str, *, permanent: bool) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.permanent = permanent
+
+
+class Transport(Protocol):
+    channel: Channel
+
+    def send(self, message: OutgoingMessage) -> ProviderReceipt: ...

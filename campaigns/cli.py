@@ -1,0 +1,308 @@
+"""``campaigns``: the command line for set-up, staff tasks and the demo."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, time
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import func, select
+
+from campaigns.db import migrate
+from campaigns.enrollments import EnrollmentError, enroll
+from campaigns.enums import Channel, EnrollmentState
+from campaigns.inbound import receive_reply
+from campaigns.models import Alert, Enrollment, Patient, Program, ProgramVersion, utcnow
+from campaigns.outbox import deliver
+from campaigns.patients import PatientInput, create_patient
+from campaigns.programs import ProgramError, load_folder, store_version
+from campaigns.runtime import Runtime, build_runtime
+from campaigns.scheduler import tick as run_tick
+from config.settings import SettingsError, get_settings
+
+app = typer.Typer(
+    help="Patient messaging for neuroplastic chronic pain programs.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+programs_app = typer.Typer(help="Load and list programs.", no_args_is_help=True)
+app.add_typer(programs_app, name="programs")
+console = Console()
+err = Console(stderr=True)
+
+NowOption = Annotated[
+    datetime | None,
+    typer.Option("--now", help="Pretend it is this UTC time (ISO 8601); default: the real clock."),
+]
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def _runtime() -> Runtime:
+    try:
+        return build_runtime(get_settings())
+    except SettingsError as exc:
+        fail(str(exc), 2)
+
+
+def _now(value: datetime | None) -> datetime:
+    if value is None:
+        return utcnow()
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def bundled_program_dirs(templates_dir: Path) -> list[Path]:
+    return sorted(p.parent for p in (templates_dir / "programs").glob("*/program.yaml"))
+
+
+def load_program(rt: Runtime, folder: Path, *, by: str) -> tuple[ProgramVersion, bool]:
+    loaded = load_folder(folder, rt.settings.templates_dir)
+    with rt.session() as session:
+        return store_version(session, loaded, by=by)
+
+
+@app.command()
+def init() -> None:
+    """Create or upgrade the database and load the bundled programs."""
+    rt = _runtime()
+    migrate(rt.settings.resolved_database_url)
+    for folder in bundled_program_dirs(rt.settings.templates_dir):
+        try:
+            version, created = load_program(rt, folder, by="campaigns init")
+        except ProgramError as exc:
+            fail(f"program {folder.name} is invalid:\n{exc}")
+        note = "stored as" if created else "already at"
+        console.print(f"program [bold]{folder.name}[/]: {note} version {version.version}")
+    console.print(f"database ready: {_redacted(rt.settings.resolved_database_url)}")
+
+
+def _redacted(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+@programs_app.command("load")
+def programs_load(folder: Path) -> None:
+    """Validate a program folder and store it as a new version."""
+    rt = _runtime()
+    try:
+        version, created = load_program(rt, folder, by="cli")
+    except ProgramError as exc:
+        fail(f"{folder} is invalid:\n{exc}")
+    if created:
+        console.print(f"stored {folder.name} version {version.version}")
+    else:
+        console.print(f"{folder.name} unchanged: still version {version.version}")
+
+
+@programs_app.command("list")
+def programs_list() -> None:
+    """Programs with their newest version and how many patients are on each."""
+    rt = _runtime()
+    table = Table("program", "name", "latest version", "live enrollments")
+    with rt.session() as session:
+        for program in session.scalars(select(Program).order_by(Program.slug)):
+            latest = program.versions[-1].version if program.versions else "-"
+            live = session.scalar(
+                select(func.count(Enrollment.id))
+                .join(ProgramVersion)
+                .where(
+                    ProgramVersion.program_id == program.id,
+                    Enrollment.state.in_(
+                        [EnrollmentState.ACTIVE, EnrollmentState.FLARE, EnrollmentState.PAUSED]
+                    ),
+                )
+            )
+            table.add_row(program.slug, program.name, str(latest), str(live))
+    console.print(table)
+
+
+def latest_version(rt: Runtime, slug: str) -> int:
+    with rt.session() as session:
+        version_id = session.scalar(
+            select(ProgramVersion.id)
+            .join(Program)
+            .where(Program.slug == slug)
+            .order_by(ProgramVersion.version.desc())
+            .limit(1)
+        )
+    if version_id is None:
+        fail(f"no program {slug!r}; run `campaigns init` or `campaigns programs list`")
+    return version_id
+
+
+@app.command("enroll")
+def enroll_cmd(
+    first_name: Annotated[str, typer.Option(help="Patient's first name.")],
+    timezone: Annotated[str, typer.Option(help="IANA time zone, e.g. America/Chicago.")],
+    channel: Annotated[Channel, typer.Option(help="Preferred channel.")],
+    consent: Annotated[
+        bool,
+        typer.Option("--consent", help="The patient consented to messages on the chosen channel."),
+    ] = False,
+    last_name: Annotated[str, typer.Option()] = "",
+    email: Annotated[str | None, typer.Option()] = None,
+    phone: Annotated[str | None, typer.Option(help="Phone number; stored as E.164.")] = None,
+    send_time: Annotated[str, typer.Option(help="Local send time HH:MM.")] = "10:00",
+    program: Annotated[str, typer.Option(help="Program slug.")] = "retrain-the-alarm",
+    staff: Annotated[str, typer.Option(help="Who records the enrolment and consent.")] = "cli",
+    now: NowOption = None,
+) -> None:
+    """Enrol one patient (consent for the chosen channel is required)."""
+    rt = _runtime()
+    if not consent:
+        fail("--consent is required: nothing is sent on a channel without recorded consent")
+    try:
+        data = PatientInput(
+            first_name=first_name,
+            last_name=last_name,
+            email=email,
+            phone=phone,
+            timezone=timezone,
+            channel=channel,
+            send_time=time.fromisoformat(send_time),
+            consent_sms=channel == Channel.SMS,
+            consent_email=channel == Channel.EMAIL,
+        )
+    except ValidationError as exc:
+        fail("invalid patient:\n  " + "\n  ".join(_field_errors(exc)))
+    except ValueError as exc:
+        fail(f"--send-time: {exc}")
+    version_id = latest_version(rt, program)
+    when = _now(now)
+    try:
+        with rt.session() as session:
+            patient = create_patient(session, data, by=staff, now=when)
+            version = session.get_one(ProgramVersion, version_id)
+            enrollment = enroll(session, patient, version, rt.window, by=staff, now=when)
+            ids = patient.id, enrollment.id, enrollment.next_due_at
+    except EnrollmentError as exc:
+        fail(str(exc))
+    console.print(f"patient {ids[0]} enrolled (enrollment {ids[1]}); first message due {ids[2]}")
+
+
+def _field_errors(exc: ValidationError) -> list[str]:
+    out = []
+    for e in exc.errors():
+        field = ".".join(str(p) for p in e["loc"]) or "patient"
+        out.append(f"{field}: {e['msg'].removeprefix('Value error, ')}")
+    return out
+
+
+@app.command()
+def tick(
+    now: NowOption = None,
+    deliver_now: Annotated[
+        bool, typer.Option("--deliver/--no-deliver", help="Send planned messages in this process.")
+    ] = True,
+) -> None:
+    """Run one scheduler pass (what Celery beat does every minute)."""
+    rt = _runtime()
+    when = _now(now)
+    results: dict[str, int] = {}
+
+    def dispatch(ids: object) -> None:
+        for outbox_id in ids:  # type: ignore[attr-defined]
+            outcome = deliver(rt, outbox_id, now=when)
+            results[outcome.value] = results.get(outcome.value, 0) + 1
+
+    summary = run_tick(rt, now=when, dispatch=dispatch if deliver_now else None)
+    console.print({**summary.as_dict(), **results})
+
+
+@app.command()
+def reply(
+    patient_id: int,
+    text: str,
+    channel: Annotated[Channel | None, typer.Option(help="Default: the patient's channel.")] = None,
+    now: NowOption = None,
+) -> None:
+    """Record a patient's reply as if it had arrived by SMS or email."""
+    rt = _runtime()
+    when = _now(now)
+    with rt.session() as session:
+        patient = session.get(Patient, patient_id)
+        if patient is None:
+            fail(f"no patient {patient_id}")
+        result = receive_reply(
+            rt, session, patient, text, channel=channel or patient.preferred_channel, now=when
+        )
+        parsed = result.parsed
+    for outbox_id in result.responses:
+        deliver(rt, outbox_id, now=when)
+    if parsed is not None:
+        console.print(
+            f"reply {result.reply_id}: score={parsed.pain_score} "
+            f"keywords={sorted(k.value for k in parsed.keywords)} crisis={parsed.crisis}"
+        )
+    if result.alerts:
+        console.print(f"[bold red]staff alerted[/] (alert {', '.join(map(str, result.alerts))})")
+
+
+@app.command()
+def status(now: NowOption = None) -> None:
+    """Every enrollment: state, progress, next message and open alerts."""
+    rt = _runtime()
+    table = Table("patient", "name", "program", "state", "step", "next due (UTC)", "alerts")
+    with rt.session() as session:
+        rows = session.execute(
+            select(Enrollment, Patient, ProgramVersion)
+            .join(Patient, Enrollment.patient_id == Patient.id)
+            .join(ProgramVersion, Enrollment.version_id == ProgramVersion.id)
+            .order_by(Enrollment.id)
+        ).all()
+        open_alerts = dict(
+            session.execute(
+                select(Alert.patient_id, func.count(Alert.id))
+                .where(Alert.status == "open")
+                .group_by(Alert.patient_id)
+            )
+            .tuples()
+            .all()
+        )
+        for enrollment, patient, version in rows:
+            total = sum(1 for s in version.steps if s.track == "main")
+            due = (
+                enrollment.next_due_at.strftime("%Y-%m-%d %H:%M") if enrollment.next_due_at else "-"
+            )
+            table.add_row(
+                str(patient.id),
+                patient.display_name,
+                f"{version.program.slug} v{version.version}",
+                enrollment.state.value,
+                f"{enrollment.main_position}/{total}",
+                due,
+                str(open_alerts.get(patient.id, 0)),
+            )
+    console.print(table)
+
+
+@app.command()
+def demo(
+    patients: Annotated[int, typer.Option(min=1, max=500, help="How many patients.")] = 5,
+    days: Annotated[int, typer.Option(min=1, max=120, help="Simulated days.")] = 42,
+    report: Annotated[Path, typer.Option(help="Where to write the HTML report.")] = Path(
+        "demo-report.html"
+    ),
+    seed: Annotated[int, typer.Option(help="Random seed for the scripted replies.")] = 7,
+) -> None:
+    """Simulate patients on a fast clock on the embedded default and write an HTML report."""
+    from campaigns.demo import run_demo
+
+    try:
+        settings = get_settings()
+    except SettingsError as exc:
+        fail(str(exc), 2)
+    run_demo(settings, patients=patients, days=days, report_path=report, seed=seed, console=console)
+
+
+if __name__ == "__main__":
+    app()

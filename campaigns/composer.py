@@ -1,0 +1,78 @@
+"""Builds the template context for one patient and renders their next message."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from campaigns.enrollments import step_for
+from campaigns.enums import Channel, Track
+from campaigns.models import Enrollment, PainReport, Patient, ProgramStep, ProgramVersion
+from campaigns.pacing import PlannedSend
+from campaigns.rendering import RenderedMessage, trend_of
+from campaigns.runtime import Runtime
+from campaigns.tokens import unsubscribe_token
+
+
+def recent_scores(session: Session, patient_id: int, limit: int = 20) -> list[float]:
+    rows = session.scalars(
+        select(PainReport.score)
+        .where(PainReport.patient_id == patient_id)
+        .order_by(PainReport.reported_at.desc(), PainReport.id.desc())
+        .limit(limit)
+    ).all()
+    return list(reversed(rows))
+
+
+def unsubscribe_url(rt: Runtime, patient_id: int, channel: Channel) -> str:
+    token = unsubscribe_token(rt.settings.signing_key, patient_id, channel)
+    return f"{rt.settings.public_base_url.rstrip('/')}/unsubscribe/{token}"
+
+
+def base_context(rt: Runtime, patient: Patient, channel: Channel) -> dict[str, Any]:
+    return {
+        "patient": {"first_name": patient.first_name},
+        "clinic": {"name": rt.settings.clinic_name, "phone": rt.settings.clinic_phone},
+        "unsubscribe_url": unsubscribe_url(rt, patient.id, channel),
+        "channel": channel.value,
+    }
+
+
+def program_day(version: ProgramVersion, enrollment: Enrollment) -> int:
+    """Flare and resume messages carry the day of the main step the patient is held on."""
+    main = [s for s in version.steps if s.track == Track.MAIN]
+    index = min(max(enrollment.main_position - 1, 0), len(main) - 1)
+    return main[index].day or 1 if main else 1
+
+
+def program_context(version: ProgramVersion, day: int) -> dict[str, Any]:
+    total = max((s.day or 0 for s in version.steps if s.track == Track.MAIN), default=day)
+    return {
+        "name": version.program.name,
+        "day": day,
+        "week": (day - 1) // 7 + 1,
+        "total_days": total,
+    }
+
+
+def compose_step(
+    rt: Runtime,
+    session: Session,
+    enrollment: Enrollment,
+    send: PlannedSend,
+    channel: Channel,
+) -> tuple[ProgramStep, RenderedMessage]:
+    version = enrollment.version
+    step = step_for(version, send.track, send.index)
+    day = step.day if step.track == Track.MAIN and step.day else program_day(version, enrollment)
+    context = base_context(rt, enrollment.patient, channel)
+    context["program"] = program_context(version, day)
+    context["trend"] = trend_of(recent_scores(session, enrollment.patient_id)).as_context()
+    message = rt.templates.render_step(version.id, version.files, step.key, channel, context)
+    return step, message
+
+
+def compose_system(rt: Runtime, patient: Patient, name: str, channel: Channel) -> RenderedMessage:
+    return rt.templates.render_system(name, channel, base_context(rt, patient, channel))

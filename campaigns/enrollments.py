@@ -1,0 +1,165 @@
+"""Enrollments: the bridge between the pacing engine's pure state and its stored row."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import fields
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from campaigns import pacing
+from campaigns.enums import AlertPriority, AlertStatus, EnrollmentState, Track
+from campaigns.models import Alert, Enrollment, Event, Patient, ProgramStep, ProgramVersion
+from campaigns.sendwindow import PatientClock, SendWindow
+
+_STATE_FIELDS = [f.name for f in fields(pacing.PacingState) if f.name != "state"]
+
+
+class EnrollmentError(ValueError):
+    """A request that would break an enrollment rule (e.g. enrolling twice)."""
+
+
+def pacing_state(enrollment: Enrollment) -> pacing.PacingState:
+    values = {name: getattr(enrollment, name) for name in _STATE_FIELDS}
+    return pacing.PacingState(state=enrollment.state, **values)
+
+
+def store_state(enrollment: Enrollment, state: pacing.PacingState) -> None:
+    enrollment.state = state.state
+    for name in _STATE_FIELDS:
+        setattr(enrollment, name, getattr(state, name))
+
+
+def rules_of(version: ProgramVersion) -> pacing.PacingRules:
+    return pacing.PacingRules.from_mapping(version.pacing_rules, cadence_days=version.cadence_days)
+
+
+def shape_of(version: ProgramVersion) -> pacing.ProgramShape:
+    main = sum(1 for s in version.steps if s.track == Track.MAIN)
+    flare = [s for s in version.steps if s.track == Track.FLARE]
+    has_resume = any(s.kind == "resume" for s in flare)
+    return pacing.ProgramShape(main, len(flare) - int(has_resume), has_resume)
+
+
+def clock_of(patient: Patient, window: SendWindow) -> PatientClock:
+    return PatientClock(ZoneInfo(patient.timezone), patient.send_time, window)
+
+
+def step_for(version: ProgramVersion, track: Track, position: int) -> ProgramStep:
+    for step in version.steps:
+        if step.track == track and step.position == position:
+            return step
+    raise LookupError(f"version {version.id} has no {track} step at {position}")
+
+
+def enroll(
+    session: Session,
+    patient: Patient,
+    version: ProgramVersion,
+    window: SendWindow,
+    *,
+    by: str,
+    now: datetime,
+) -> Enrollment:
+    """Start a patient on a version; refuses a second live enrollment in the same program."""
+    live = session.scalar(
+        select(Enrollment.id)
+        .join(ProgramVersion)
+        .where(
+            Enrollment.patient_id == patient.id,
+            ProgramVersion.program_id == version.program_id,
+            Enrollment.state.not_in([EnrollmentState.COMPLETED, EnrollmentState.WITHDRAWN]),
+        )
+        .limit(1)
+    )
+    if live is not None:
+        raise EnrollmentError(f"patient {patient.id} is already enrolled in this program")
+    state = pacing.start(rules_of(version), clock_of(patient, window), now=now)
+    enrollment = Enrollment(patient=patient, version=version, state=state.state, enrolled_at=now)
+    store_state(enrollment, state)
+    session.add(enrollment)
+    session.flush()
+    record(
+        session,
+        enrollment,
+        [
+            pacing.PacingEvent(
+                "enrolled",
+                f"enrolled in version {version.version}",
+                None,
+                state.state,
+                {"first_due": state.next_due_at.isoformat() if state.next_due_at else None},
+            )
+        ],
+        actor=by,
+        now=now,
+    )
+    return enrollment
+
+
+def record(
+    session: Session,
+    enrollment: Enrollment,
+    events: Iterable[pacing.PacingEvent],
+    *,
+    actor: str,
+    now: datetime,
+) -> None:
+    """Append events; the log is never updated, only added to."""
+    for ev in events:
+        session.add(
+            Event(
+                at=now,
+                patient_id=enrollment.patient_id,
+                enrollment_id=enrollment.id,
+                actor=actor,
+                kind=ev.kind,
+                from_state=ev.from_state.value if ev.from_state else None,
+                to_state=ev.to_state.value if ev.to_state else None,
+                reason=ev.reason[:500],
+                data=dict(ev.data),
+            )
+        )
+
+
+def raise_alerts(
+    session: Session,
+    enrollment: Enrollment,
+    requests: Iterable[pacing.AlertRequest],
+    *,
+    now: datetime,
+    reply_id: int | None = None,
+) -> list[Alert]:
+    alerts = [
+        Alert(
+            patient_id=enrollment.patient_id,
+            enrollment_id=enrollment.id,
+            reply_id=reply_id,
+            kind=req.kind,
+            priority=AlertPriority.NORMAL,
+            status=AlertStatus.OPEN,
+            summary=req.summary[:300],
+            created_at=now,
+        )
+        for req in requests
+    ]
+    session.add_all(alerts)
+    return alerts
+
+
+def apply_outcome(
+    session: Session,
+    enrollment: Enrollment,
+    outcome: pacing.Outcome,
+    *,
+    actor: str,
+    now: datetime,
+) -> None:
+    if outcome.state.state.is_final and not enrollment.state.is_final:
+        enrollment.ended_at = now
+    store_state(enrollment, outcome.state)
+    record(session, enrollment, outcome.events, actor=actor, now=now)
+    raise_alerts(session, enrollment, outcome.alerts, now=now)

@@ -1,0 +1,252 @@
+"""What happens when a patient writes back: store it, parse it, honour it, adapt the pacing.
+
+The raw text is always stored first; everything after is derived from it, so a parser
+improvement can be replayed over history.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from campaigns import pacing
+from campaigns.composer import compose_system, recent_scores
+from campaigns.enrollments import apply_outcome, pacing_state, rules_of, shape_of
+from campaigns.enums import (
+    AlertKind,
+    AlertPriority,
+    AlertStatus,
+    Channel,
+    EnrollmentState,
+    MessagePurpose,
+    MessageStatus,
+)
+from campaigns.models import (
+    Alert,
+    Enrollment,
+    Event,
+    InboundReply,
+    OutboxMessage,
+    PainReport,
+    Patient,
+)
+from campaigns.outbox import plan
+from campaigns.patients import record_consent
+from campaigns.replies import Keyword, ParsedReply, parse_reply
+from campaigns.runtime import Runtime
+
+ACTOR = "patient"
+#: Which confirmation answers which pacing event.
+CONFIRMATIONS = {"pause": "paused", "resume": "resumed", "slower": "slower"}
+
+
+@dataclass
+class ReplyResult:
+    reply_id: int
+    duplicate: bool
+    parsed: ParsedReply | None = None
+    responses: list[int] = field(default_factory=list)
+    alerts: list[int] = field(default_factory=list)
+
+
+def live_enrollment(session: Session, patient_id: int) -> Enrollment | None:
+    """The enrollment a reply applies to: the newest one not completed or withdrawn."""
+    return session.scalar(
+        select(Enrollment)
+        .where(
+            Enrollment.patient_id == patient_id,
+            Enrollment.state.not_in([EnrollmentState.COMPLETED, EnrollmentState.WITHDRAWN]),
+        )
+        .order_by(Enrollment.id.desc())
+        .limit(1)
+    )
+
+
+def answered_message(
+    session: Session, patient_id: int, channel: Channel, now: datetime
+) -> int | None:
+    """Replies answer the newest message that actually reached the patient on that channel."""
+    return session.scalar(
+        select(OutboxMessage.id)
+        .where(
+            OutboxMessage.patient_id == patient_id,
+            OutboxMessage.channel == channel,
+            OutboxMessage.status.in_([MessageStatus.SENT, MessageStatus.DELIVERED]),
+            OutboxMessage.sent_at <= now,
+        )
+        .order_by(OutboxMessage.sent_at.desc(), OutboxMessage.id.desc())
+        .limit(1)
+    )
+
+
+def receive_reply(
+    rt: Runtime,
+    session: Session,
+    patient: Patient,
+    text: str,
+    *,
+    channel: Channel,
+    now: datetime,
+    provider_id: str | None = None,
+    in_reply_to_id: int | None = None,
+) -> ReplyResult:
+    if provider_id is not None:
+        seen = session.scalar(
+            select(InboundReply.id).where(InboundReply.provider_id == provider_id)
+        )
+        if seen is not None:
+            return ReplyResult(seen, duplicate=True)
+    enrollment = live_enrollment(session, patient.id)
+    rules = rules_of(enrollment.version) if enrollment else pacing.PacingRules()
+    parsed = parse_reply(text, flare_phrases=rules.flare_keywords)
+    prior = recent_scores(session, patient.id, limit=rules.baseline_window)
+    reply = InboundReply(
+        patient_id=patient.id,
+        enrollment_id=enrollment.id if enrollment else None,
+        in_reply_to_id=in_reply_to_id or answered_message(session, patient.id, channel, now),
+        channel=channel,
+        received_at=now,
+        raw_text=text,
+        pain_score=parsed.pain_score,
+        keywords=sorted(k.value for k in parsed.keywords),
+        flare_signal=parsed.is_flare_signal,
+        crisis=parsed.crisis,
+        provider_id=provider_id,
+    )
+    session.add(reply)
+    session.flush()
+    if parsed.pain_score is not None:
+        session.add(
+            PainReport(
+                patient_id=patient.id,
+                enrollment_id=reply.enrollment_id,
+                reply_id=reply.id,
+                score=parsed.pain_score,
+                reported_at=now,
+            )
+        )
+    result = ReplyResult(reply.id, duplicate=False, parsed=parsed)
+    if parsed.crisis:
+        _crisis(rt, session, patient, enrollment, reply, result, now=now)
+    _keywords(rt, session, patient, enrollment, parsed, channel, result, now=now)
+    if enrollment is not None and Keyword.STOP not in parsed.keywords:
+        outcome = pacing.apply_reply(
+            pacing_state(enrollment), parsed, prior, rules, shape_of(enrollment.version), now=now
+        )
+        apply_outcome(session, enrollment, outcome, actor=ACTOR, now=now)
+        for ev in outcome.events:
+            if ev.kind in CONFIRMATIONS:
+                _respond(
+                    rt,
+                    session,
+                    patient,
+                    CONFIRMATIONS[ev.kind],
+                    channel,
+                    MessagePurpose.CONFIRMATION,
+                    result,
+                    now=now,
+                )
+    session.flush()
+    return result
+
+
+def _respond(
+    rt: Runtime,
+    session: Session,
+    patient: Patient,
+    name: str,
+    channel: Channel,
+    purpose: MessagePurpose,
+    result: ReplyResult,
+    *,
+    now: datetime,
+) -> None:
+    message = compose_system(rt, patient, name, channel)
+    row = plan(session, patient_id=patient.id, message=message, purpose=purpose, now=now)
+    if row is not None:
+        result.responses.append(row.id)
+
+
+def _crisis(
+    rt: Runtime,
+    session: Session,
+    patient: Patient,
+    enrollment: Enrollment | None,
+    reply: InboundReply,
+    result: ReplyResult,
+    *,
+    now: datetime,
+) -> None:
+    """Never silent: a high-priority alert for staff and crisis resources for the patient."""
+    alert = Alert(
+        patient_id=patient.id,
+        enrollment_id=enrollment.id if enrollment else None,
+        reply_id=reply.id,
+        kind=AlertKind.CRISIS,
+        priority=AlertPriority.HIGH,
+        status=AlertStatus.OPEN,
+        summary="crisis language in a patient reply",
+        created_at=now,
+    )
+    session.add(alert)
+    session.flush()
+    result.alerts.append(alert.id)
+    session.add(
+        Event(
+            at=now,
+            patient_id=patient.id,
+            enrollment_id=enrollment.id if enrollment else None,
+            actor=ACTOR,
+            kind="crisis-alert",
+            reason="crisis language: staff alerted, resources sent",
+            data={"reply_id": reply.id, "alert_id": alert.id},
+        )
+    )
+    _respond(rt, session, patient, "crisis", reply.channel, MessagePurpose.CRISIS, result, now=now)
+
+
+def _keywords(
+    rt: Runtime,
+    session: Session,
+    patient: Patient,
+    enrollment: Enrollment | None,
+    parsed: ParsedReply,
+    channel: Channel,
+    result: ReplyResult,
+    *,
+    now: datetime,
+) -> None:
+    """STOP and START are consent changes, recorded as such; HELP is answered at once."""
+    method = f"{channel.value} keyword"
+    if Keyword.STOP in parsed.keywords:
+        record_consent(
+            session, patient, channel, granted=False, method=f"{method} STOP", by=ACTOR, now=now
+        )
+        if enrollment is not None and channel == patient.preferred_channel:
+            apply_outcome(
+                session,
+                enrollment,
+                pacing.opt_out(pacing_state(enrollment), f"patient sent STOP by {channel}"),
+                actor=ACTOR,
+                now=now,
+            )
+        _respond(
+            rt, session, patient, "stopped", channel, MessagePurpose.CONFIRMATION, result, now=now
+        )
+    elif Keyword.START in parsed.keywords:
+        record_consent(
+            session, patient, channel, granted=True, method=f"{method} START", by=ACTOR, now=now
+        )
+        if enrollment is not None and channel == patient.preferred_channel:
+            outcome = pacing.opt_in(
+                pacing_state(enrollment), f"patient sent START by {channel}", now=now
+            )
+            apply_outcome(session, enrollment, outcome, actor=ACTOR, now=now)
+        _respond(
+            rt, session, patient, "started", channel, MessagePurpose.CONFIRMATION, result, now=now
+        )
+    if Keyword.HELP in parsed.keywords:
+        _respond(rt, session, patient, "help", channel, MessagePurpose.HELP, result, now=now)

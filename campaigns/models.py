@@ -1,0 +1,339 @@
+"""Tables. Timestamps are stored as UTC and always come back timezone-aware."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Date,
+    DateTime,
+    Enum,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    Time,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+from campaigns.enums import (
+    AlertKind,
+    AlertPriority,
+    AlertStatus,
+    Channel,
+    EnrollmentState,
+    MessagePurpose,
+    MessageStatus,
+    StepKind,
+    Track,
+)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """SQLite drops tz info; normalising here keeps comparisons in Python honest."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given where UTC is required")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _enum(cls: type[Any], name: str) -> Enum:
+    return Enum(
+        cls,
+        name=name,
+        native_enum=False,
+        validate_strings=True,
+        length=16,
+        values_callable=lambda members: [m.value for m in members],
+    )
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        datetime: UTCDateTime(),
+        dict[str, Any]: JSON(),
+    }
+
+
+class Patient(Base):
+    __tablename__ = "patients"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    first_name: Mapped[str] = mapped_column(String(100))
+    last_name: Mapped[str] = mapped_column(String(100), default="")
+    email: Mapped[str | None] = mapped_column(String(320))
+    phone_e164: Mapped[str | None] = mapped_column(String(16))
+    timezone: Mapped[str] = mapped_column(String(64))
+    preferred_channel: Mapped[Channel] = mapped_column(_enum(Channel, "channel"))
+    send_time: Mapped[time] = mapped_column(Time())
+    external_ref: Mapped[str | None] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    consents: Mapped[list[Consent]] = relationship(
+        back_populates="patient", order_by="Consent.id", cascade="all, delete-orphan"
+    )
+    enrollments: Mapped[list[Enrollment]] = relationship(back_populates="patient")
+
+    __table_args__ = (
+        Index("ix_patients_phone", "phone_e164"),
+        Index("ix_patients_email", "email"),
+    )
+
+    @property
+    def display_name(self) -> str:
+        return f"{self.first_name} {self.last_name}".strip()
+
+
+class Consent(Base):
+    """Append-only: the newest row per channel is the patient's current consent."""
+
+    __tablename__ = "consents"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id", ondelete="CASCADE"))
+    channel: Mapped[Channel] = mapped_column(_enum(Channel, "channel"))
+    granted: Mapped[bool] = mapped_column(Boolean)
+    method: Mapped[str] = mapped_column(String(64))
+    recorded_by: Mapped[str] = mapped_column(String(100))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    patient: Mapped[Patient] = relationship(back_populates="consents")
+
+    __table_args__ = (Index("ix_consents_patient_channel", "patient_id", "channel", "id"),)
+
+
+class Program(Base):
+    __tablename__ = "programs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    slug: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    versions: Mapped[list[ProgramVersion]] = relationship(
+        back_populates="program", order_by="ProgramVersion.version"
+    )
+
+
+class ProgramVersion(Base):
+    """Immutable once published: enrolled patients keep the exact text they started with."""
+
+    __tablename__ = "program_versions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    program_id: Mapped[int] = mapped_column(ForeignKey("programs.id"))
+    version: Mapped[int] = mapped_column(Integer)
+    checksum: Mapped[str] = mapped_column(String(64))
+    cadence_days: Mapped[int] = mapped_column(Integer, default=1)
+    sms_max_segments: Mapped[int] = mapped_column(Integer, default=2)
+    pacing_rules: Mapped[dict[str, Any]] = mapped_column(JSON)
+    files: Mapped[dict[str, Any]] = mapped_column(JSON)
+    published_at: Mapped[datetime] = mapped_column(default=utcnow)
+    published_by: Mapped[str] = mapped_column(String(100), default="system")
+
+    program: Mapped[Program] = relationship(back_populates="versions")
+    steps: Mapped[list[ProgramStep]] = relationship(
+        back_populates="version", order_by="(ProgramStep.track, ProgramStep.position)"
+    )
+
+    __table_args__ = (UniqueConstraint("program_id", "version"),)
+
+
+class ProgramStep(Base):
+    __tablename__ = "program_steps"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("program_versions.id"))
+    key: Mapped[str] = mapped_column(String(64))
+    track: Mapped[Track] = mapped_column(_enum(Track, "track"))
+    position: Mapped[int] = mapped_column(Integer)
+    day: Mapped[int | None] = mapped_column(Integer)
+    kind: Mapped[StepKind] = mapped_column(_enum(StepKind, "step_kind"))
+    title: Mapped[str] = mapped_column(String(200))
+
+    version: Mapped[ProgramVersion] = relationship(back_populates="steps")
+
+    __table_args__ = (
+        UniqueConstraint("version_id", "track", "position"),
+        UniqueConstraint("version_id", "key"),
+    )
+
+
+class Enrollment(Base):
+    """Pacing state lives here; ``next_due_at`` is NULL whenever nothing can be due."""
+
+    __tablename__ = "enrollments"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id", ondelete="CASCADE"))
+    version_id: Mapped[int] = mapped_column(ForeignKey("program_versions.id"))
+    state: Mapped[EnrollmentState] = mapped_column(_enum(EnrollmentState, "enrollment_state"))
+    main_position: Mapped[int] = mapped_column(Integer, default=0)
+    flare_position: Mapped[int] = mapped_column(Integer, default=0)
+    flare_sent: Mapped[int] = mapped_column(Integer, default=0)
+    cadence_days: Mapped[int] = mapped_column(Integer, default=1)
+    next_due_at: Mapped[datetime | None] = mapped_column()
+    last_program_send_on: Mapped[date | None] = mapped_column(Date)
+    flare_started_at: Mapped[datetime | None] = mapped_column()
+    last_flare_signal_at: Mapped[datetime | None] = mapped_column()
+    settled_reports: Mapped[int] = mapped_column(Integer, default=0)
+    flare_alerted: Mapped[bool] = mapped_column(Boolean, default=False)
+    resume_pending: Mapped[bool] = mapped_column(Boolean, default=False)
+    paused_from: Mapped[EnrollmentState | None] = mapped_column(
+        _enum(EnrollmentState, "enrollment_state")
+    )
+    enrolled_at: Mapped[datetime] = mapped_column(default=utcnow)
+    ended_at: Mapped[datetime | None] = mapped_column()
+    row_version: Mapped[int] = mapped_column(Integer, default=1)
+
+    patient: Mapped[Patient] = relationship(back_populates="enrollments")
+    version: Mapped[ProgramVersion] = relationship()
+
+    __mapper_args__ = {"version_id_col": row_version}  # noqa: RUF012 - SQLAlchemy reads it
+    __table_args__ = (
+        Index(
+            "ix_enrollments_due",
+            "next_due_at",
+            sqlite_where=text("next_due_at IS NOT NULL"),
+            postgresql_where=text("next_due_at IS NOT NULL"),
+        ),
+        Index("ix_enrollments_patient", "patient_id"),
+        Index("ix_enrollments_state", "state"),
+    )
+
+
+class OutboxMessage(Base):
+    """One row per planned send; the unique key makes a second tick's insert a no-op."""
+
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id", ondelete="CASCADE"))
+    enrollment_id: Mapped[int | None] = mapped_column(
+        ForeignKey("enrollments.id", ondelete="CASCADE")
+    )
+    step_id: Mapped[int | None] = mapped_column(ForeignKey("program_steps.id"))
+    occurrence: Mapped[int] = mapped_column(Integer, default=0)
+    purpose: Mapped[MessagePurpose] = mapped_column(_enum(MessagePurpose, "message_purpose"))
+    channel: Mapped[Channel] = mapped_column(_enum(Channel, "channel"))
+    subject: Mapped[str | None] = mapped_column(String(300))
+    body_text: Mapped[str] = mapped_column(Text)
+    body_html: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[MessageStatus] = mapped_column(_enum(MessageStatus, "message_status"))
+    planned_at: Mapped[datetime] = mapped_column()
+    local_date: Mapped[date | None] = mapped_column(Date)
+    sending_at: Mapped[datetime | None] = mapped_column()
+    sent_at: Mapped[datetime | None] = mapped_column()
+    delivered_at: Mapped[datetime | None] = mapped_column()
+    provider_id: Mapped[str | None] = mapped_column(String(100))
+    error: Mapped[str | None] = mapped_column(String(500))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+
+    __table_args__ = (
+        UniqueConstraint("enrollment_id", "step_id", "occurrence", name="uq_outbox_step_once"),
+        Index("ix_outbox_status_planned", "status", "planned_at"),
+        Index("ix_outbox_patient", "patient_id", "id"),
+    )
+
+
+class InboundReply(Base):
+    __tablename__ = "inbound_replies"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id", ondelete="CASCADE"))
+    enrollment_id: Mapped[int | None] = mapped_column(
+        ForeignKey("enrollments.id", ondelete="SET NULL")
+    )
+    in_reply_to_id: Mapped[int | None] = mapped_column(ForeignKey("outbox.id", ondelete="SET NULL"))
+    channel: Mapped[Channel] = mapped_column(_enum(Channel, "channel"))
+    received_at: Mapped[datetime] = mapped_column()
+    raw_text: Mapped[str] = mapped_column(Text)
+    pain_score: Mapped[float | None] = mapped_column(Float)
+    keywords: Mapped[list[str]] = mapped_column(JSON, default=list)
+    flare_signal: Mapped[bool] = mapped_column(Boolean, default=False)
+    crisis: Mapped[bool] = mapped_column(Boolean, default=False)
+    provider_id: Mapped[str | None] = mapped_column(String(100), unique=True)
+
+    __table_args__ = (Index("ix_replies_patient", "patient_id", "received_at"),)
+
+
+class PainReport(Base):
+    __tablename__ = "pain_reports"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id", ondelete="CASCADE"))
+    enrollment_id: Mapped[int | None] = mapped_column(
+        ForeignKey("enrollments.id", ondelete="SET NULL")
+    )
+    reply_id: Mapped[int] = mapped_column(ForeignKey("inbound_replies.id", ondelete="CASCADE"))
+    score: Mapped[float] = mapped_column(Float)
+    reported_at: Mapped[datetime] = mapped_column()
+
+    __table_args__ = (Index("ix_pain_patient_time", "patient_id", "reported_at"),)
+
+
+class Event(Base):
+    """Append-only audit of every pacing decision and state change: who, what and why."""
+
+    __tablename__ = "events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column()
+    patient_id: Mapped[int | None] = mapped_column(ForeignKey("patients.id", ondelete="CASCADE"))
+    enrollment_id: Mapped[int | None] = mapped_column(
+        ForeignKey("enrollments.id", ondelete="CASCADE")
+    )
+    actor: Mapped[str] = mapped_column(String(100))
+    kind: Mapped[str] = mapped_column(String(40))
+    from_state: Mapped[str | None] = mapped_column(String(16))
+    to_state: Mapped[str | None] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(String(500))
+    data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+    __table_args__ = (Index("ix_events_enrollment", "enrollment_id", "id"),)
+
+
+class Alert(Base):
+    __tablename__ = "alerts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id", ondelete="CASCADE"))
+    enrollment_id: Mapped[int | None] = mapped_column(
+        ForeignKey("enrollments.id", ondelete="SET NULL")
+    )
+    reply_id: Mapped[int | None] = mapped_column(
+        ForeignKey("inbound_replies.id", ondelete="SET NULL")
+    )
+    kind: Mapped[AlertKind] = mapped_column(_enum(AlertKind, "alert_kind"))
+    priority: Mapped[AlertPriority] = mapped_column(_enum(AlertPriority, "alert_priority"))
+    status: Mapped[AlertStatus] = mapped_column(_enum(AlertStatus, "alert_status"))
+    summary: Mapped[str] = mapped_column(String(300))
+    created_at: Mapped[datetime] = mapped_column()
+
+    __table_args__ = (Index("ix_alerts_open", "status", "priority", "created_at"),)

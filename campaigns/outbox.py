@@ -1,0 +1,178 @@
+"""The outbox: planned messages and their at-most-once delivery.
+
+A row is claimed ``planned -> sending`` by a conditional UPDATE before the provider is
+called, so a redelivered task cannot send twice; a crash after the call leaves it
+``sending`` and the sweep marks it ``unknown`` for staff, never re-sending blindly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date, datetime, timedelta
+from enum import StrEnum
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from campaigns.channels.base import DeliveryError, OutgoingMessage
+from campaigns.enrollments import clock_of
+from campaigns.enums import Channel, EnrollmentState, MessagePurpose, MessageStatus
+from campaigns.models import Enrollment, OutboxMessage, Patient
+from campaigns.patients import has_consent
+from campaigns.rendering import RenderedMessage
+from campaigns.runtime import Runtime
+
+M = MessageStatus
+#: A planned row not sent this long after it was due is handed to a send task again.
+REDISPATCH_AFTER = timedelta(minutes=2)
+#: A transient provider failure is retried by the redispatch sweep after this long.
+RETRY_BACKOFF = timedelta(minutes=3)
+
+
+class DeliveryResult(StrEnum):
+    SENT = "sent"
+    FAILED = "failed"
+    DEFERRED = "deferred"
+    WITHHELD = "withheld"
+    NOT_CLAIMED = "not-claimed"
+
+
+def plan(
+    session: Session,
+    *,
+    patient_id: int,
+    message: RenderedMessage,
+    purpose: MessagePurpose,
+    now: datetime,
+    enrollment_id: int | None = None,
+    step_id: int | None = None,
+    occurrence: int = 0,
+    local_date: date | None = None,
+) -> OutboxMessage | None:
+    """Insert one planned row; returns None when that (enrollment, step, occurrence) exists."""
+    row = OutboxMessage(
+        patient_id=patient_id,
+        enrollment_id=enrollment_id,
+        step_id=step_id,
+        occurrence=occurrence,
+        purpose=purpose,
+        channel=message.channel,
+        subject=message.subject,
+        body_text=message.body_text,
+        body_html=message.body_html,
+        status=M.PLANNED,
+        planned_at=now,
+        local_date=local_date,
+    )
+    try:
+        with session.begin_nested():
+            session.add(row)
+            session.flush()
+    except IntegrityError:
+        return None
+    return row
+
+
+def _claim(session: Session, outbox_id: int, now: datetime) -> bool:
+    result = session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.id == outbox_id, OutboxMessage.status == M.PLANNED)
+        .values(status=M.SENDING, sending_at=now, attempts=OutboxMessage.attempts + 1)
+    )
+    return getattr(result, "rowcount", 0) == 1
+
+
+def _address(patient: Patient, channel: Channel) -> str | None:
+    return patient.phone_e164 if channel == Channel.SMS else patient.email
+
+
+def _withhold_reason(session: Session, row: OutboxMessage, patient: Patient) -> str | None:
+    """Consent and opt-out are checked again at send time: STOP wins over anything planned.
+
+    Answers to a patient's own message (confirmations, HELP, crisis resources) need no
+    program consent: carriers require the STOP/HELP answers, and crisis text is never held.
+    """
+    if row.purpose != MessagePurpose.PROGRAM:
+        return None if _address(patient, row.channel) else "no address"
+    if not has_consent(session, patient.id, row.channel):
+        return f"withheld: no {row.channel.value} consent"
+    if row.enrollment_id is not None:
+        state = session.scalar(select(Enrollment.state).where(Enrollment.id == row.enrollment_id))
+        if state in (EnrollmentState.OPTED_OUT, EnrollmentState.WITHDRAWN):
+            return f"withheld: enrollment {state.value}"
+    if not _address(patient, row.channel):
+        return f"withheld: no {row.channel.value} address"
+    return None
+
+
+def deliver(rt: Runtime, outbox_id: int, *, now: datetime) -> DeliveryResult:
+    """Send one outbox row at most once; program messages wait for the patient's window."""
+    with rt.session() as session:
+        row = session.get(OutboxMessage, outbox_id)
+        if row is None or row.status != M.PLANNED:
+            return DeliveryResult.NOT_CLAIMED
+        patient = session.get_one(Patient, row.patient_id)
+        clock = clock_of(patient, rt.window)
+        if row.purpose == MessagePurpose.PROGRAM and not clock.in_window(now):
+            row.planned_at = clock.next_slot(now)
+            return DeliveryResult.DEFERRED
+        reason = _withhold_reason(session, row, patient)
+        if reason is not None:
+            row.status, row.error = M.FAILED, reason
+            return DeliveryResult.WITHHELD
+        if not _claim(session, outbox_id, now):
+            return DeliveryResult.NOT_CLAIMED
+        outgoing = OutgoingMessage(
+            outbox_id=row.id,
+            channel=row.channel,
+            to=_address(patient, row.channel) or "",
+            body_text=row.body_text,
+            subject=row.subject,
+            body_html=row.body_html,
+        )
+    return _call_provider(rt, outgoing, now=now)
+
+
+def _call_provider(rt: Runtime, outgoing: OutgoingMessage, *, now: datetime) -> DeliveryResult:
+    transport = rt.transports[outgoing.channel]
+    try:
+        receipt = transport.send(outgoing)
+    except DeliveryError as exc:
+        with rt.session() as session:
+            status = M.FAILED if exc.permanent else M.PLANNED
+            session.execute(
+                update(OutboxMessage)
+                .where(OutboxMessage.id == outgoing.outbox_id, OutboxMessage.status == M.SENDING)
+                .values(status=status, error=exc.reason[:500], planned_at=now + RETRY_BACKOFF)
+            )
+        return DeliveryResult.FAILED if exc.permanent else DeliveryResult.DEFERRED
+    with rt.session() as session:
+        session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id == outgoing.outbox_id, OutboxMessage.status == M.SENDING)
+            .values(status=M.SENT, sent_at=now, provider_id=receipt.provider_id[:100], error=None)
+        )
+    return DeliveryResult.SENT
+
+
+def redispatchable(session: Session, *, now: datetime, limit: int = 1000) -> Sequence[int]:
+    """Planned rows whose send task was lost or deferred: hand them out again."""
+    return session.scalars(
+        select(OutboxMessage.id)
+        .where(
+            OutboxMessage.status == M.PLANNED, OutboxMessage.planned_at <= now - REDISPATCH_AFTER
+        )
+        .order_by(OutboxMessage.planned_at, OutboxMessage.id)
+        .limit(limit)
+    ).all()
+
+
+def sweep_stale_sending(session: Session, *, now: datetime, stale_after: timedelta) -> int:
+    """A row stuck in ``sending`` may or may not have gone out: say so, never resend blindly."""
+    result = session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.status == M.SENDING, OutboxMessage.sending_at <= now - stale_after)
+        .values(status=M.UNKNOWN, error="provider call did not complete; delivery unknown")
+    )
+    return int(getattr(result, "rowcount", 0))

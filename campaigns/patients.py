@@ -1,0 +1,133 @@
+"""Patients and their per-channel consent: validated input, append-only consent history."""
+
+from __future__ import annotations
+
+from datetime import datetime, time
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import phonenumbers
+from email_validator import EmailNotValidError, validate_email
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from campaigns.enums import Channel
+from campaigns.models import Consent, Patient
+
+
+class PatientInput(BaseModel):
+    """What staff type or a CSV row holds; every field error names the field."""
+
+    model_config = ConfigDict(str_strip_whitespace=True, extra="forbid")
+
+    first_name: str = Field(min_length=1, max_length=100)
+    last_name: str = Field(default="", max_length=100)
+    email: str | None = None
+    phone: str | None = None
+    timezone: str
+    channel: Channel
+    send_time: time = time(10, 0)
+    consent_sms: bool = False
+    consent_email: bool = False
+    external_ref: str | None = Field(default=None, max_length=64)
+    phone_region: str = Field(default="US", exclude=True)
+
+    @field_validator("email")
+    @classmethod
+    def _valid_email(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        try:
+            return validate_email(value, check_deliverability=False).normalized
+        except EmailNotValidError as exc:
+            raise ValueError(str(exc)) from None
+
+    @field_validator("timezone")
+    @classmethod
+    def _iana_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{value!r} is not an IANA time zone (e.g. America/Chicago)") from None
+        return value
+
+    @model_validator(mode="after")
+    def _phone_and_channel(self) -> PatientInput:
+        if self.phone:
+            self.phone = normalize_phone(self.phone, self.phone_region)
+        if self.channel == Channel.SMS and not self.phone:
+            raise ValueError("phone is required when the channel is sms")
+        if self.channel == Channel.EMAIL and not self.email:
+            raise ValueError("email is required when the channel is email")
+        return self
+
+
+def normalize_phone(raw: str, region: str = "US") -> str:
+    """E.164 or a ValueError saying why; a number that cannot receive texts is refused."""
+    try:
+        number = phonenumbers.parse(raw, region)
+    except phonenumbers.NumberParseException as exc:
+        raise ValueError(f"phone {raw!r} is not a phone number ({exc})") from None
+    if not phonenumbers.is_valid_number(number):
+        raise ValueError(f"phone {raw!r} is not a valid number")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def create_patient(session: Session, data: PatientInput, *, by: str, now: datetime) -> Patient:
+    patient = Patient(
+        first_name=data.first_name,
+        last_name=data.last_name,
+        email=data.email,
+        phone_e164=data.phone,
+        timezone=data.timezone,
+        preferred_channel=data.channel,
+        send_time=data.send_time,
+        external_ref=data.external_ref,
+        created_at=now,
+    )
+    session.add(patient)
+    for channel, granted in ((Channel.SMS, data.consent_sms), (Channel.EMAIL, data.consent_email)):
+        if granted:
+            patient.consents.append(
+                Consent(channel=channel, granted=True, method="enrolment", recorded_by=by, at=now)
+            )
+    session.flush()
+    return patient
+
+
+def record_consent(
+    session: Session,
+    patient: Patient,
+    channel: Channel,
+    *,
+    granted: bool,
+    method: str,
+    by: str,
+    now: datetime,
+) -> Consent:
+    consent = Consent(
+        patient_id=patient.id,
+        channel=channel,
+        granted=granted,
+        method=method,
+        recorded_by=by,
+        at=now,
+    )
+    session.add(consent)
+    session.flush()
+    return consent
+
+
+def has_consent(session: Session, patient_id: int, channel: Channel) -> bool:
+    """The newest consent row for the channel decides; no row means no consent."""
+    latest = session.scalar(
+        select(Consent.granted)
+        .where(Consent.patient_id == patient_id, Consent.channel == channel)
+        .order_by(Consent.id.desc())
+        .limit(1)
+    )
+    return bool(latest)
+
+
+def find_by_phone(session: Session, phone_e164: str) -> Patient | None:
+    return session.scalar(select(Patient).where(Patient.phone_e164 == phone_e164).limit(1))

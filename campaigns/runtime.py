@@ -1,0 +1,54 @@
+"""The process-wide pieces built once from settings: engine, templates, transports."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+from campaigns.channels.base import Transport
+from campaigns.channels.files import FileEmailTransport, FileSmsTransport
+from campaigns.db import engine_for, session_scope
+from campaigns.enums import Channel
+from campaigns.rendering import TemplateLibrary
+from campaigns.sendwindow import SendWindow
+from config.settings import Settings
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    engine: Engine
+    templates: TemplateLibrary
+    transports: dict[Channel, Transport] = field(default_factory=dict)
+
+    @property
+    def window(self) -> SendWindow:
+        return SendWindow(self.settings.send_window_start, self.settings.send_window_end)
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        with session_scope(self.engine) as session:
+            yield session
+
+
+def default_transports(settings: Settings) -> dict[Channel, Transport]:
+    folder = settings.resolved_outbox_dir
+    return {
+        Channel.EMAIL: FileEmailTransport(
+            folder / "email", f"{settings.clinic_name} <care@localhost>"
+        ),
+        Channel.SMS: FileSmsTransport(folder / "sms"),
+    }
+
+
+def build_runtime(settings: Settings) -> Runtime:
+    return Runtime(
+        settings=settings,
+        engine=engine_for(settings.resolved_database_url),
+        templates=TemplateLibrary(settings.templates_dir),
+        transports=default_transports(settings),
+    )

@@ -1,0 +1,126 @@
+"""The tick: claim due enrollments, let pacing decide, render and plan their messages.
+
+Claims go by the indexed ``next_due_at``; PostgreSQL uses ``FOR UPDATE SKIP LOCKED`` so
+several workers share the work, SQLite serialises ticks with ``BEGIN IMMEDIATE``. The
+enrollment's row version and the outbox's unique key make a repeated tick a no-op.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, selectinload
+
+from campaigns import pacing
+from campaigns.composer import compose_step
+from campaigns.enrollments import apply_outcome, clock_of, pacing_state, rules_of, shape_of
+from campaigns.enums import MessagePurpose
+from campaigns.models import Enrollment, ProgramVersion
+from campaigns.outbox import plan, redispatchable
+from campaigns.patients import has_consent
+from campaigns.runtime import Runtime
+
+ACTOR = "scheduler"
+#: A row pacing failed to move forward is retried after this, so one bad row cannot spin a tick.
+STUCK_RETRY = timedelta(minutes=5)
+
+
+@dataclass
+class TickSummary:
+    claimed: int = 0
+    planned: list[int] = field(default_factory=list)
+    redispatched: list[int] = field(default_factory=list)
+    batches: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "claimed": self.claimed,
+            "planned": len(self.planned),
+            "redispatched": len(self.redispatched),
+            "batches": self.batches,
+        }
+
+
+def claim_due(session: Session, *, now: datetime, limit: int) -> Sequence[Enrollment]:
+    query = (
+        select(Enrollment)
+        .where(Enrollment.next_due_at.is_not(None), Enrollment.next_due_at <= now)
+        .order_by(Enrollment.next_due_at, Enrollment.id)
+        .limit(limit)
+        .options(
+            selectinload(Enrollment.patient),
+            selectinload(Enrollment.version).selectinload(ProgramVersion.steps),
+            selectinload(Enrollment.version).selectinload(ProgramVersion.program),
+        )
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True, of=Enrollment)
+    return session.scalars(query).all()
+
+
+def process(rt: Runtime, session: Session, enrollment: Enrollment, *, now: datetime) -> int | None:
+    """Advance one enrollment; returns the id of the outbox row it planned, if any."""
+    patient = enrollment.patient
+    channel = patient.preferred_channel
+    if not has_consent(session, patient.id, channel):
+        outcome = pacing.opt_out(pacing_state(enrollment), f"no {channel.value} consent")
+        apply_outcome(session, enrollment, outcome, actor=ACTOR, now=now)
+        return None
+    version = enrollment.version
+    outcome = pacing.advance(
+        pacing_state(enrollment),
+        rules_of(version),
+        shape_of(version),
+        clock_of(patient, rt.window),
+        now=now,
+    )
+    apply_outcome(session, enrollment, outcome, actor=ACTOR, now=now)
+    if enrollment.next_due_at is not None and enrollment.next_due_at <= now:
+        enrollment.next_due_at = now + STUCK_RETRY
+    if outcome.send is None:
+        return None
+    step, message = compose_step(rt, session, enrollment, outcome.send, channel)
+    row = plan(
+        session,
+        patient_id=patient.id,
+        message=message,
+        purpose=MessagePurpose.PROGRAM,
+        now=now,
+        enrollment_id=enrollment.id,
+        step_id=step.id,
+        occurrence=outcome.send.occurrence,
+        local_date=outcome.send.local_date,
+    )
+    return row.id if row is not None else None
+
+
+def tick(
+    rt: Runtime,
+    *,
+    now: datetime,
+    batch_size: int | None = None,
+    dispatch: Callable[[Sequence[int]], None] | None = None,
+) -> TickSummary:
+    """One scheduler pass; each batch commits before its messages are handed to ``dispatch``."""
+    size = batch_size or rt.settings.tick_batch_size
+    summary = TickSummary()
+    while True:
+        with rt.session() as session:
+            due = claim_due(session, now=now, limit=size)
+            planned = [pid for e in due if (pid := process(rt, session, e, now=now)) is not None]
+        summary.claimed += len(due)
+        summary.batches += 1 if due else 0
+        summary.planned += planned
+        if dispatch and planned:
+            dispatch(planned)
+        if len(due) < size:
+            break
+    with rt.session() as session:
+        fresh = set(summary.planned)
+        summary.redispatched = [i for i in redispatchable(session, now=now) if i not in fresh]
+    if dispatch and summary.redispatched:
+        dispatch(summary.redispatched)
+    return summary

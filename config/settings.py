@@ -1,0 +1,140 @@
+"""Settings from the environment (prefix ``CAMPAIGNS_``), validated once at start-up.
+
+Every value a deployment changes lives here so a bad value fails before any patient is
+messaged, with an error that names the environment variable.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import time
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+ENV_PREFIX = "CAMPAIGNS_"
+
+#: Nobody is messaged between 21:00 and 08:00 local time, whatever a clinic configures.
+HARD_WINDOW_START = time(8, 0)
+HARD_WINDOW_END = time(21, 0)
+
+_PLACEHOLDER_SECRETS = {"", "changeme", "change-me", "secret", "dev", "development"}
+
+
+class Settings(BaseSettings):
+    """One place for configuration; ``*_FILE`` variants are read for secrets by pydantic."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_file=None, extra="ignore", validate_default=True
+    )
+
+    environment: Literal["development", "test", "production"] = "development"
+    data_dir: Path = REPO_ROOT / "var"
+    database_url: str = ""
+    broker_url: str = ""
+    templates_dir: Path = REPO_ROOT / "templates"
+    secret_key: SecretStr | None = None
+
+    default_timezone: str = "America/New_York"
+    default_send_time: time = time(10, 0)
+    send_window_start: time = time(9, 0)
+    send_window_end: time = time(20, 0)
+
+    tick_batch_size: int = Field(default=500, ge=1, le=50_000)
+    sending_stale_minutes: int = Field(default=15, ge=1)
+
+    clinic_name: str = "Riverside Pain Recovery Clinic"
+    clinic_phone: str = "+1 555 010 0199"
+    public_base_url: str = "http://localhost:8000"
+
+    sms_transport: Literal["file"] = "file"
+    email_transport: Literal["file"] = "file"
+    outbox_dir: Path | None = None
+
+    @field_validator("default_timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown IANA time zone {value!r}") from exc
+        return value
+
+    @model_validator(mode="after")
+    def _window_inside_hard_limits(self) -> Settings:
+        if not HARD_WINDOW_START <= self.send_window_start < self.send_window_end:
+            raise ValueError(
+                f"{ENV_PREFIX}SEND_WINDOW_START must be >= 08:00 and before "
+                f"{ENV_PREFIX}SEND_WINDOW_END"
+            )
+        if self.send_window_end > HARD_WINDOW_END:
+            raise ValueError(f"{ENV_PREFIX}SEND_WINDOW_END must be <= 21:00")
+        return self
+
+    @model_validator(mode="after")
+    def _production_needs_real_secret(self) -> Settings:
+        if self.environment != "production":
+            return self
+        key = self.secret_key.get_secret_value() if self.secret_key else ""
+        if key.lower() in _PLACEHOLDER_SECRETS or len(key) < 32:
+            raise ValueError(
+                f"{ENV_PREFIX}SECRET_KEY must be set to a random value of 32+ characters "
+                "in production"
+            )
+        return self
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'campaigns.db'}"
+
+    @property
+    def resolved_broker_url(self) -> str:
+        return self.broker_url or f"sqla+sqlite:///{self.data_dir / 'broker.db'}"
+
+    @property
+    def resolved_outbox_dir(self) -> Path:
+        return self.outbox_dir or self.data_dir / "outbox"
+
+    @property
+    def signing_key(self) -> bytes:
+        """Outside production an unset key is generated once into the data dir, so the CLI
+        and the worker agree on it; production is forced to configure one."""
+        if self.secret_key is not None:
+            return self.secret_key.get_secret_value().encode()
+        path = self.data_dir / ".secret_key"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(secrets.token_hex(32))
+            path.chmod(0o600)
+        return path.read_text().strip().encode()
+
+
+class SettingsError(RuntimeError):
+    """Raised with a human message naming each bad ``CAMPAIGNS_*`` variable."""
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        field = ".".join(str(part) for part in err["loc"]) if err["loc"] else ""
+        name = f"{ENV_PREFIX}{field.upper()}" if field else "settings"
+        lines.append(f"{name}: {err['msg']}")
+    return "invalid configuration:\n  " + "\n  ".join(lines)
+
+
+def load_settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise SettingsError(describe_validation_error(exc)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Cached for the process; tests call ``get_settings.cache_clear()`` after changing env."""
+    return load_settings()

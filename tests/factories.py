@@ -1,0 +1,61 @@
+"""Small builders for tests: one patient or enrollment at a time, with sensible defaults."""
+
+from __future__ import annotations
+
+from datetime import datetime, time
+from pathlib import Path
+
+from campaigns.enrollments import enroll
+from campaigns.enums import Channel
+from campaigns.models import Enrollment, Patient, ProgramVersion
+from campaigns.patients import PatientInput, create_patient
+from campaigns.programs import load_folder, store_version
+from campaigns.runtime import Runtime
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+MINI = FIXTURES / "programs" / "mini"
+_phone_counter = iter(range(10, 99))
+
+
+def load_program(rt: Runtime, folder: Path = MINI) -> int:
+    loaded = load_folder(folder, rt.settings.templates_dir)
+    with rt.session() as session:
+        version, _ = store_version(session, loaded, by="test")
+        return version.id
+
+
+def make_patient(
+    rt: Runtime,
+    *,
+    now: datetime,
+    channel: Channel = Channel.SMS,
+    timezone: str = "America/New_York",
+    send_time: time = time(10, 0),
+    first_name: str = "Sam",
+    consent: bool = True,
+) -> int:
+    n = next(_phone_counter)
+    data = PatientInput(
+        first_name=first_name,
+        last_name="Rivera",
+        email=f"sam{n}@example.org",
+        phone=f"+1650253{n:04d}",
+        timezone=timezone,
+        channel=channel,
+        send_time=send_time,
+        consent_sms=consent,
+        consent_email=consent,
+    )
+    with rt.session() as session:
+        return create_patient(session, data, by="test", now=now).id
+
+
+def make_enrollment(
+    rt: Runtime, version_id: int, *, now: datetime, **patient: object
+) -> tuple[int, int]:
+    patient_id = make_patient(rt, now=now, **patient)  # type: ignore[arg-type]
+    with rt.session() as session:
+        p = session.get_one(Patient, patient_id)
+        v = session.get_one(ProgramVersion, version_id)
+        e: Enrollment = enroll(session, p, v, rt.window, by="test", now=now)
+        return patient_id, e.id

@@ -1,0 +1,106 @@
+"""A real Celery worker process runs the tick and the sends, on the embedded broker and Redis."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time as clock
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import redis
+from sqlalchemy import select, update
+
+from campaigns.enums import MessageStatus
+from campaigns.models import Enrollment, OutboxMessage, utcnow
+from campaigns.runtime import Runtime
+from config.settings import Settings
+from tests.conftest import REDIS_URL, REPO, require_service
+from tests.factories import load_program, make_enrollment
+from worker.app import create_app
+
+pytestmark = pytest.mark.slow
+
+
+def _noon_zone() -> str:
+    """An IANA zone where it is about midday now, so the send window is open."""
+    offset = 12 - utcnow().hour
+    offset = (offset + 12) % 24 - 12
+    return "Etc/GMT" if offset == 0 else f"Etc/GMT{-offset:+d}"
+
+
+@pytest.fixture(params=["embedded", "redis"])
+def broker_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "embedded":
+        return f"sqla+sqlite:///{tmp_path / 'broker.db'}"
+    try:
+        redis.Redis.from_url(REDIS_URL).ping()
+    except redis.RedisError as exc:
+        require_service("Redis", exc)
+    redis.Redis.from_url(REDIS_URL).flushdb()
+    return REDIS_URL
+
+
+@pytest.fixture
+def worker(rt: Runtime, broker_url: str, tmp_path: Path) -> Iterator[Settings]:
+    settings = rt.settings.model_copy(update={"broker_url": broker_url})
+    env = {
+        **os.environ,
+        "CAMPAIGNS_DATA_DIR": str(settings.data_dir),
+        "CAMPAIGNS_DATABASE_URL": settings.resolved_database_url,
+        "CAMPAIGNS_BROKER_URL": broker_url,
+        "CAMPAIGNS_SECRET_KEY": "test-secret-key-that-is-long-enough-000000",
+    }
+    log = (tmp_path / "worker.log").open("w")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "worker.app",
+            "worker",
+            "-Q",
+            "ticks,sends,default",
+            "-c",
+            "2",
+            "--loglevel=INFO",
+            "--without-gossip",
+            "--without-mingle",
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    yield settings
+    proc.terminate()
+    proc.wait(30)
+    log.close()
+
+
+def test_worker_ticks_and_sends_each_message_once(rt: Runtime, worker: Settings) -> None:
+    version = load_program(rt)
+    now = utcnow()
+    for _ in range(3):
+        make_enrollment(rt, version, now=now, timezone=_noon_zone())
+    with rt.session() as session:
+        session.execute(update(Enrollment).values(next_due_at=now - timedelta(minutes=1)))
+    app = create_app(worker)
+    app.send_task("campaigns.tick")
+    app.send_task("campaigns.tick")  # a double-fired beat must not duplicate anything
+    deadline = clock.monotonic() + 90
+    statuses: list[MessageStatus] = []
+    while clock.monotonic() < deadline:
+        with rt.session() as session:
+            statuses = list(session.scalars(select(OutboxMessage.status)))
+        if len(statuses) >= 3 and all(s == MessageStatus.SENT for s in statuses):
+            break
+        clock.sleep(0.5)
+    app.close()
+    assert statuses == [MessageStatus.SENT] * 3
+    sms = list((worker.resolved_outbox_dir / "sms").glob("*.json"))
+    assert len(sms) == 3

@@ -1,0 +1,39 @@
+"""Builds the Celery app from settings; task names are explicit and stable."""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from config.beat import BEAT_SCHEDULE, SWEEP_TASK, TICK_TASK
+from config.settings import Settings, get_settings
+
+SEND_TASK = "campaigns.send"
+
+
+def create_app(settings: Settings | None = None) -> Celery:
+    settings = settings or get_settings()
+    if settings.resolved_broker_url.startswith("sqla+sqlite:///"):
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    app = Celery("campaigns", broker=settings.resolved_broker_url, include=["worker.tasks"])
+    app.conf.update(
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        task_ignore_result=True,
+        worker_prefetch_multiplier=1,
+        worker_hijack_root_logger=False,
+        broker_connection_retry_on_startup=True,
+        broker_transport_options={"visibility_timeout": 3600},
+        timezone="UTC",
+        enable_utc=True,
+        beat_schedule=BEAT_SCHEDULE,
+        task_routes={
+            TICK_TASK: {"queue": "ticks"},
+            SWEEP_TASK: {"queue": "ticks"},
+            SEND_TASK: {"queue": "sends"},
+        },
+        task_default_queue="default",
+    )
+    return app
+
+
+app = create_app()

@@ -1,0 +1,44 @@
+"""Thin tasks: take ids, call one domain function, report a small summary."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import timedelta
+from functools import lru_cache
+
+from campaigns.models import utcnow
+from campaigns.outbox import DeliveryResult, deliver, sweep_stale_sending
+from campaigns.runtime import Runtime, build_runtime
+from campaigns.scheduler import tick
+from config.beat import SWEEP_TASK, TICK_TASK
+from config.settings import get_settings
+from worker.app import SEND_TASK, app
+
+
+@lru_cache(maxsize=1)
+def runtime() -> Runtime:
+    return build_runtime(get_settings())
+
+
+def enqueue_sends(outbox_ids: Sequence[int]) -> None:
+    for outbox_id in outbox_ids:
+        send_task.delay(outbox_id)
+
+
+@app.task(name=TICK_TASK)  # type: ignore[untyped-decorator]
+def tick_task() -> dict[str, int]:
+    return tick(runtime(), now=utcnow(), dispatch=enqueue_sends).as_dict()
+
+
+@app.task(name=SEND_TASK)  # type: ignore[untyped-decorator]
+def send_task(outbox_id: int) -> str:
+    result: DeliveryResult = deliver(runtime(), outbox_id, now=utcnow())
+    return result.value
+
+
+@app.task(name=SWEEP_TASK)  # type: ignore[untyped-decorator]
+def sweep_task() -> int:
+    rt = runtime()
+    stale = timedelta(minutes=rt.settings.sending_stale_minutes)
+    with rt.session() as session:
+        return sweep_stale_sending(session, now=utcnow(), stale_after=stale)
