@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from jinja2 import DictLoader, TemplateSyntaxError
+from jinja2 import TemplateSyntaxError
 from jinja2.exceptions import SecurityError, TemplateError, UndefinedError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from sqlalchemy import func, select
@@ -23,7 +23,13 @@ from sqlalchemy.orm import Session
 from campaigns.enums import Channel, StepKind, Track
 from campaigns.models import Program, ProgramStep, ProgramVersion
 from campaigns.pacing import PacingRules, ProgramShape
-from campaigns.rendering import STEP_FILES, make_environment, render_channel, step_path
+from campaigns.rendering import (
+    STEP_FILES,
+    FilesLoader,
+    make_environment,
+    render_channel,
+    step_path,
+)
 from campaigns.segments import count_segments
 
 PROGRAM_FILE = "program.yaml"
@@ -174,7 +180,7 @@ def load_folder(folder: Path, templates_dir: Path) -> LoadedProgram:
 
 def validate_templates(loaded: LoadedProgram) -> list[Problem]:
     """Compile and render every step's templates for a sample patient, checking SMS length."""
-    env = make_environment(DictLoader(loaded.files))
+    env = make_environment(FilesLoader(loaded.files))
     problems: list[Problem] = []
     for step in loaded.spec.steps:
         missing = [f for f in STEP_FILES if step_path(step.key, f) not in loaded.files]

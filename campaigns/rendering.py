@@ -7,7 +7,7 @@ compiled templates cached because compiling per message is ~50x slower than rend
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from statistics import median
@@ -15,9 +15,10 @@ from typing import Any
 
 from jinja2 import (
     BaseLoader,
-    DictLoader,
+    Environment,
     FileSystemLoader,
     StrictUndefined,
+    TemplateNotFound,
     Template,
     select_autoescape,
 )
@@ -64,6 +65,24 @@ def trend_of(scores: Sequence[float], window: int = 7) -> Trend:
     if latest >= base + 1:
         return Trend(latest, base, "worse")
     return Trend(latest, base, "steady")
+
+
+class FilesLoader(BaseLoader):
+    """Templates from a stored version's files; the name doubles as the filename so
+    tracebacks and validation errors point at ``steps/<key>/sms.txt.j2:<line>``."""
+
+    def __init__(self, files: Mapping[str, str]) -> None:
+        self.files = dict(files)
+
+    def get_source(
+        self, environment: Environment, template: str
+    ) -> tuple[str, str | None, Callable[[], bool] | None]:
+        if template not in self.files:
+            raise TemplateNotFound(template)
+        return self.files[template], template, lambda: True
+
+    def list_templates(self) -> list[str]:
+        return sorted(self.files)
 
 
 def make_environment(loader: BaseLoader) -> ImmutableSandboxedEnvironment:
@@ -123,7 +142,7 @@ class TemplateLibrary:
     ) -> ImmutableSandboxedEnvironment:
         env = self._versions.get(version_id)
         if env is None:
-            env = self._versions[version_id] = make_environment(DictLoader(dict(files)))
+            env = self._versions[version_id] = make_environment(FilesLoader(files))
         return env
 
     def render_step(

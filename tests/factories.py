@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import datetime, time
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from campaigns.runtime import Runtime
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 MINI = FIXTURES / "programs" / "mini"
-_phone_counter = iter(range(10, 99))
+_phone_counter = itertools.count(1000)
 
 
 def load_program(rt: Runtime, folder: Path = MINI) -> int:
@@ -39,7 +40,7 @@ def make_patient(
         first_name=first_name,
         last_name="Rivera",
         email=f"sam{n}@example.org",
-        phone=f"+1650253{n:04d}",
+        phone=f"+1650253{n % 10000:04d}",
         timezone=timezone,
         channel=channel,
         send_time=send_time,

@@ -10,6 +10,14 @@ from config.settings import Settings, get_settings
 SEND_TASK = "campaigns.send"
 
 
+def _transport_options(broker_url: str) -> dict[str, int]:
+    """Redis redelivers unacked tasks after the visibility timeout; kombu's SQLAlchemy
+    transport passes options to ``create_engine``, which rejects it."""
+    if broker_url.startswith(("redis://", "rediss://")):
+        return {"visibility_timeout": 3600}
+    return {}
+
+
 def create_app(settings: Settings | None = None) -> Celery:
     settings = settings or get_settings()
     if settings.resolved_broker_url.startswith("sqla+sqlite:///"):
@@ -22,7 +30,7 @@ def create_app(settings: Settings | None = None) -> Celery:
         worker_prefetch_multiplier=1,
         worker_hijack_root_logger=False,
         broker_connection_retry_on_startup=True,
-        broker_transport_options={"visibility_timeout": 3600},
+        broker_transport_options=_transport_options(settings.resolved_broker_url),
         timezone="UTC",
         enable_utc=True,
         beat_schedule=BEAT_SCHEDULE,

@@ -1,13 +1,22 @@
 """Alembic environment: uses a passed-in connection when called from ``campaigns.db``."""
 
+from typing import Any, Literal
+
 from alembic import context
 from sqlalchemy import Connection
 
 from campaigns.db import make_engine
-from campaigns.models import Base
+from campaigns.models import Base, UTCDateTime
 
 config = context.config
 target_metadata = Base.metadata
+
+
+def _render_item(type_: str, obj: Any, autogen_context: Any) -> str | Literal[False]:
+    """Migrations must not import app types: store UTCDateTime as a plain aware DateTime."""
+    if type_ == "type" and isinstance(obj, UTCDateTime):
+        return "sa.DateTime(timezone=True)"
+    return False
 
 
 def _run(connection: Connection) -> None:
@@ -16,6 +25,7 @@ def _run(connection: Connection) -> None:
         target_metadata=target_metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        render_item=_render_item,
     )
     with context.begin_transaction():
         context.run_migrations()
