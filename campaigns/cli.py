@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime, time
 from pathlib import Path
 from typing import Annotated, NoReturn
@@ -13,6 +14,7 @@ from rich.table import Table
 from sqlalchemy import func, select
 
 from campaigns.db import migrate
+from campaigns.logs import configure as configure_logging
 from campaigns.enrollments import EnrollmentError, enroll
 from campaigns.enums import Channel, EnrollmentState
 from campaigns.inbound import receive_reply
@@ -43,6 +45,13 @@ NowOption = Annotated[
 def fail(message: str, code: int = 1) -> NoReturn:
     err.print(f"[bold red]error:[/] {message}", highlight=False)
     raise typer.Exit(code)
+
+
+@app.callback()
+def _setup(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log JSON to stderr.")] = False,
+) -> None:
+    configure_logging(logging.INFO if verbose else logging.WARNING)
 
 
 def _runtime() -> Runtime:

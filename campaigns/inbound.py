@@ -33,12 +33,14 @@ from campaigns.models import (
     PainReport,
     Patient,
 )
+from campaigns.logs import get_logger
 from campaigns.outbox import plan
 from campaigns.patients import record_consent
 from campaigns.replies import Keyword, ParsedReply, parse_reply
 from campaigns.runtime import Runtime
 
 ACTOR = "patient"
+log = get_logger(__name__)
 #: Which confirmation answers which pacing event.
 CONFIRMATIONS = {"pause": "paused", "resume": "resumed", "slower": "slower"}
 
@@ -150,6 +152,9 @@ def receive_reply(
                     now=now,
                 )
     session.flush()
+    log.info("reply", reply_id=reply.id, patient_id=patient.id, channel=channel.value,
+             scored=parsed.pain_score is not None, keywords=reply.keywords,
+             flare_signal=parsed.is_flare_signal, crisis=parsed.crisis)
     return result
 
 

@@ -21,9 +21,11 @@ from campaigns.enums import Channel, EnrollmentState, MessagePurpose, MessageSta
 from campaigns.models import Enrollment, OutboxMessage, Patient
 from campaigns.patients import has_consent
 from campaigns.rendering import RenderedMessage
+from campaigns.logs import get_logger
 from campaigns.runtime import Runtime
 
 M = MessageStatus
+log = get_logger(__name__)
 #: A planned row not sent this long after it was due is handed to a send task again.
 REDISPATCH_AFTER = timedelta(minutes=2)
 #: A transient provider failure is retried by the redispatch sweep after this long.
@@ -108,6 +110,12 @@ def _withhold_reason(session: Session, row: OutboxMessage, patient: Patient) -> 
 
 def deliver(rt: Runtime, outbox_id: int, *, now: datetime) -> DeliveryResult:
     """Send one outbox row at most once; program messages wait for the patient's window."""
+    result = _deliver(rt, outbox_id, now=now)
+    log.info("deliver", outbox_id=outbox_id, result=result.value)
+    return result
+
+
+def _deliver(rt: Runtime, outbox_id: int, *, now: datetime) -> DeliveryResult:
     with rt.session() as session:
         row = session.get(OutboxMessage, outbox_id)
         if row is None or row.status != M.PLANNED:

@@ -21,9 +21,11 @@ from campaigns.enums import MessagePurpose
 from campaigns.models import Enrollment, ProgramVersion
 from campaigns.outbox import plan, redispatchable
 from campaigns.patients import has_consent
+from campaigns.logs import get_logger
 from campaigns.runtime import Runtime
 
 ACTOR = "scheduler"
+log = get_logger(__name__)
 #: A row pacing failed to move forward is retried after this, so one bad row cannot spin a tick.
 STUCK_RETRY = timedelta(minutes=5)
 
@@ -123,4 +125,5 @@ def tick(
         summary.redispatched = [i for i in redispatchable(session, now=now) if i not in fresh]
     if dispatch and summary.redispatched:
         dispatch(summary.redispatched)
+    log.info("tick", now=now.isoformat(), **summary.as_dict())
     return summary

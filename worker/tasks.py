@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from functools import lru_cache
 
+from campaigns.logs import configure as configure_logging
 from campaigns.models import utcnow
 from campaigns.outbox import DeliveryResult, deliver, sweep_stale_sending
 from campaigns.runtime import Runtime, build_runtime
@@ -17,6 +18,7 @@ from worker.app import SEND_TASK, app
 
 @lru_cache(maxsize=1)
 def runtime() -> Runtime:
+    configure_logging()
     return build_runtime(get_settings())
 
 

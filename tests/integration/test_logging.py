@@ -1,0 +1,55 @@
+"""Patient data never reaches the logs, while the events staff need do."""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from campaigns.inbound import receive_reply
+from campaigns.logs import configure, scrub
+from campaigns.models import Patient
+from campaigns.outbox import deliver
+from campaigns.runtime import Runtime
+from campaigns.scheduler import tick
+from tests.factories import load_program, make_enrollment
+
+MONDAY = datetime(2026, 3, 2, 5, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def captured() -> Iterator[io.StringIO]:
+    buffer = io.StringIO()
+    configure(logging.INFO, stream=buffer)
+    yield buffer
+    configure(logging.WARNING)
+
+
+def test_a_full_exchange_logs_ids_but_no_contact_details_or_text(
+    rt: Runtime, captured: io.StringIO
+) -> None:
+    version = load_program(rt)
+    patient_id, _ = make_enrollment(rt, version, now=MONDAY, first_name="Zebulon")
+    due = MONDAY + timedelta(hours=10)
+    tick(rt, now=due, dispatch=lambda ids: [deliver(rt, i, now=due) for i in ids])
+    with rt.session() as session:
+        patient = session.get_one(Patient, patient_id)
+        phone, email = patient.phone_e164, patient.email
+        receive_reply(rt, session, patient, "pain 6, my secret diary line", channel=patient.preferred_channel, now=due)
+    logs = captured.getvalue()
+    assert '"event": "tick"' in logs and '"event": "deliver"' in logs
+    assert '"event": "reply"' in logs
+    for secret in (phone, email, "Zebulon", "secret diary", "mini step"):
+        assert secret and secret not in logs
+
+
+def test_scrub_masks_sensitive_fields_and_contact_details_in_messages() -> None:
+    event = {"event": "sent to +1 650 253 0000 and ann@example.org", "to": "+16502530000",
+             "body": "hello", "outbox_id": 7}
+    out = scrub(None, "info", event)
+    assert out["to"] == out["body"] == "[redacted]"
+    assert "650" not in out["event"] and "example.org" not in out["event"]
+    assert out["outbox_id"] == 7
