@@ -27,7 +27,8 @@ _GSM7_ALL = _GSM7_BASIC | _GSM7_EXTENSION
 _GSM7_SINGLE, _GSM7_MULTI = 160, 153  # multi-part loses 7 septets to the UDH
 _UCS2_SINGLE, _UCS2_MULTI = 70, 67  # multi-part loses 3 UTF-16 units to the UDH
 
-_UNICODE_SPACES = "\u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u202f\u205f\u3000"
+# NBSP, ogham space, the U+2000..U+200A typographic spaces, narrow NBSP, math and ideographic.
+_UNICODE_SPACES = "\u00a0\u1680" + "".join(map(chr, range(0x2000, 0x200B))) + "\u202f\u205f\u3000"
 _LINE_BREAK_RE = re.compile(r"(\r\n|\n|\r)")
 _SMART_ENCODING = str.maketrans(
     {
