@@ -14,10 +14,10 @@ from rich.table import Table
 from sqlalchemy import func, select
 
 from campaigns.db import migrate
-from campaigns.logs import configure as configure_logging
 from campaigns.enrollments import EnrollmentError, enroll
 from campaigns.enums import Channel, EnrollmentState
 from campaigns.inbound import receive_reply
+from campaigns.logs import configure as configure_logging
 from campaigns.models import Alert, Enrollment, Patient, Program, ProgramVersion, utcnow
 from campaigns.outbox import deliver
 from campaigns.patients import PatientInput, create_patient

@@ -26,14 +26,34 @@ class Pattern(StrEnum):
     OPT_OUT = "opt-out"
     SLOWER_PAUSE = "slower + pause"
 
+    @property
+    def short(self) -> str:
+        """A label narrow enough for a terminal table."""
+        return {
+            "steady improvement": "steady",
+            "mid-program flare": "mid flare",
+            "long flare + alert": "long flare",
+            "slower + pause": "slow+pause",
+        }.get(self.value, self.value)
+
 
 PATTERNS: tuple[Pattern, ...] = tuple(Pattern)
 
 # --- the cast ------------------------------------------------------------------------------
 
 FIRST_NAMES = ("Maya", "Daniel", "Priya", "Tom", "Grace", "Luis", "Aisha", "Ben", "Chloe", "Omar")
-LAST_NAMES = ("Okafor", "Lindqvist", "Sharma", "Whitfield", "Nakamura", "Herrera", "Byrne",
-              "Kowalski", "Mensah", "Dubois")
+LAST_NAMES = (
+    "Okafor",
+    "Lindqvist",
+    "Sharma",
+    "Whitfield",
+    "Nakamura",
+    "Herrera",
+    "Byrne",
+    "Kowalski",
+    "Mensah",
+    "Dubois",
+)
 #: Zone, a phone prefix valid there and the digits after it. New York, London and Sydney
 #: change their clocks during the default six weeks; Kolkata never does.
 ZONES: tuple[tuple[str, str, int], ...] = (
@@ -79,9 +99,14 @@ def cast_member(i: int) -> CastMember:
     first = FIRST_NAMES[i % len(FIRST_NAMES)]
     last = LAST_NAMES[(i * 3 + i // len(LAST_NAMES)) % len(LAST_NAMES)]
     return CastMember(
-        index=i, first_name=first, last_name=last, timezone=zone, channel=channel,
+        index=i,
+        first_name=first,
+        last_name=last,
+        timezone=zone,
+        channel=channel,
         send_time=SEND_TIMES[(2 * i + cycle) % len(SEND_TIMES)],
-        phone=f"{prefix}{i:0{digits}d}", email=f"{first}.{last}.{i}@example.org".lower(),
+        phone=f"{prefix}{i:0{digits}d}",
+        email=f"{first}.{last}.{i}@example.org".lower(),
         pattern=pattern,
     )
 
@@ -89,24 +114,44 @@ def cast_member(i: int) -> CastMember:
 # --- phrasings -----------------------------------------------------------------------------
 # Every phrasing is pinned by a test to parse to the intended score and flare signal.
 
-CALM = ("{s}/10", "pain is {s} today", "{s}", "about a {s} tonight", "doing ok, {s}",
-        "Pain {s}/10.", "a {s} I think", "Slept badly but pain only a {s}")
-BETTER = ("feeling better, maybe a {s}", "Honestly a {s} today!", "better today - {s}",
-          "lower today, maybe {s}", "{s} today, best week in ages")
-FLARE = ("{s}, awful flare today", "bad day, {s}", "still flaring, {s}",
-         "{s} - flaring again, back is terrible", "{s}/10 and flaring", "flare")
-JOURNAL = ("Did the writing exercise, felt lighter after.",
-           "Walked to the shops without bracing.",
-           "Noticed the pain shift when I relaxed my shoulders.",
-           "Tried the breathing before bed.",
-           "The tracking exercise was interesting.")
+CALM = (
+    "{s}/10",
+    "pain is {s} today",
+    "{s}",
+    "about a {s} tonight",
+    "doing ok, {s}",
+    "Pain {s}/10.",
+    "a {s} I think",
+    "Slept badly but pain only a {s}",
+)
+BETTER = (
+    "feeling better, maybe a {s}",
+    "Honestly a {s} today!",
+    "better today - {s}",
+    "lower today, maybe {s}",
+    "{s} today, best week in ages",
+)
+FLARE = (
+    "{s}, awful flare today",
+    "bad day, {s}",
+    "still flaring, {s}",
+    "{s} - flaring again, back is terrible",
+    "{s}/10 and flaring",
+    "flare",
+)
+JOURNAL = (
+    "Did the writing exercise, felt lighter after.",
+    "Walked to the shops without bracing.",
+    "Noticed the pain shift when I relaxed my shoulders.",
+    "Tried the breathing before bed.",
+    "The tracking exercise was interesting.",
+)
 
 
 @dataclass(frozen=True)
 class ScriptedReply:
     at: datetime
     text: str
-    prompted: bool
 
 
 @dataclass(frozen=True)
@@ -132,8 +177,9 @@ LONG_FLARE_START = 10
 class PatientScript:
     """One patient's reply behaviour; ``day1`` is the local date of their first message."""
 
-    def __init__(self, member: CastMember, day1: date, *, seed: int, long_flare_days: int,
-                 days: int) -> None:
+    def __init__(
+        self, member: CastMember, day1: date, *, seed: int, long_flare_days: int, days: int
+    ) -> None:
         self.member = member
         self.day1 = day1
         self.days = days
@@ -157,21 +203,24 @@ class PatientScript:
             return None
         if self.rng.random() > self._answer_rate(day):
             return None
-        return ScriptedReply(self._reply_time(sent_at), self.text_for(day), prompted=True)
+        return ScriptedReply(self._reply_time(sent_at), self.text_for(day))
 
     def unprompted(self) -> list[ScriptedReply]:
         """Commands plus the occasional note nobody asked for (more of them in a flare)."""
-        out = [ScriptedReply(self._local(c.day, c.at), c.text, False) for c in self.commands]
+        out = [ScriptedReply(self._local(c.day, c.at), c.text) for c in self.commands]
         for day in range(1, self.days + 1):
             rate = 0.5 if self._in_flare(day) else 0.06
             if not self._silent(day) and self.rng.random() < rate:
                 when = self._local(day, time(self.rng.randint(17, 22), self.rng.randint(0, 59)))
-                out.append(ScriptedReply(when, self.text_for(day), prompted=False))
+                out.append(ScriptedReply(when, self.text_for(day)))
         return out
 
     # --- what they say ----------------------------------------------------------------------
 
     def score(self, day: int) -> int:
+        """The pattern's curve plus at most one point of noise: outside a scripted flare a
+        score never reaches 7 or rises 3 above the recent median, so flares are only ever
+        the ones the script means."""
         pattern, noise = self.member.pattern, self.rng.choice((-1, 0, 0, 0, 1))
         progress = min(day - 1, 41) / 41
         if self._in_flare(day):
@@ -186,7 +235,9 @@ class PatientScript:
         return _clamp(round(6 - 3 * progress) + noise, 3, 6)
 
     def text_for(self, day: int) -> str:
+        """Flare wording in a flare, upbeat wording sometimes when low, else neutral."""
         score = self.score(day)
+        bank: tuple[str, ...]
         if self._in_flare(day):
             bank = FLARE
         elif score <= 4 and self.rng.random() < 0.5:

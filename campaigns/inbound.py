@@ -24,6 +24,7 @@ from campaigns.enums import (
     MessagePurpose,
     MessageStatus,
 )
+from campaigns.logs import get_logger
 from campaigns.models import (
     Alert,
     Enrollment,
@@ -33,7 +34,6 @@ from campaigns.models import (
     PainReport,
     Patient,
 )
-from campaigns.logs import get_logger
 from campaigns.outbox import plan
 from campaigns.patients import record_consent
 from campaigns.replies import Keyword, ParsedReply, parse_reply
@@ -152,9 +152,16 @@ def receive_reply(
                     now=now,
                 )
     session.flush()
-    log.info("reply", reply_id=reply.id, patient_id=patient.id, channel=channel.value,
-             scored=parsed.pain_score is not None, keywords=reply.keywords,
-             flare_signal=parsed.is_flare_signal, crisis=parsed.crisis)
+    log.info(
+        "reply",
+        reply_id=reply.id,
+        patient_id=patient.id,
+        channel=channel.value,
+        scored=parsed.pain_score is not None,
+        keywords=reply.keywords,
+        flare_signal=parsed.is_flare_signal,
+        crisis=parsed.crisis,
+    )
     return result
 
 

@@ -16,8 +16,23 @@ from typing import Any, TextIO
 import structlog
 
 SENSITIVE_KEYS = frozenset(
-    {"phone", "phone_e164", "to", "email", "body", "body_text", "body_html", "text", "raw",
-     "raw_text", "subject", "first_name", "last_name", "name", "address"}
+    {
+        "phone",
+        "phone_e164",
+        "to",
+        "email",
+        "body",
+        "body_text",
+        "body_html",
+        "text",
+        "raw",
+        "raw_text",
+        "subject",
+        "first_name",
+        "last_name",
+        "name",
+        "address",
+    }
 )
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+")
 _PHONE = re.compile(r"\+?\d[\d\s().-]{7,}\d")

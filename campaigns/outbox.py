@@ -16,12 +16,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from campaigns.channels.base import DeliveryError, OutgoingMessage
-from campaigns.enrollments import clock_of
+from campaigns.enrollments import apply_outcome, clock_of, pacing_state
 from campaigns.enums import Channel, EnrollmentState, MessagePurpose, MessageStatus
-from campaigns.models import Enrollment, OutboxMessage, Patient
-from campaigns.patients import has_consent
-from campaigns.rendering import RenderedMessage
 from campaigns.logs import get_logger
+from campaigns.models import Enrollment, OutboxMessage, Patient, ProgramStep, ProgramVersion
+from campaigns.pacing import opt_out
+from campaigns.patients import has_consent, record_consent
+from campaigns.rendering import RenderedMessage
 from campaigns.runtime import Runtime
 
 M = MessageStatus
@@ -30,6 +31,8 @@ log = get_logger(__name__)
 REDISPATCH_AFTER = timedelta(minutes=2)
 #: A transient provider failure is retried by the redispatch sweep after this long.
 RETRY_BACKOFF = timedelta(minutes=3)
+#: Answers to a patient (HELP, crisis, confirmations) must fit this many SMS segments.
+SYSTEM_SMS_SEGMENTS = 2
 
 
 class DeliveryResult(StrEnum):
@@ -116,6 +119,16 @@ def deliver(rt: Runtime, outbox_id: int, *, now: datetime) -> DeliveryResult:
 
 
 def _deliver(rt: Runtime, outbox_id: int, *, now: datetime) -> DeliveryResult:
+    if rt.limiter is not None:
+        with rt.session() as session:
+            channel = session.scalar(
+                select(OutboxMessage.channel).where(
+                    OutboxMessage.id == outbox_id, OutboxMessage.status == M.PLANNED
+                )
+            )
+        if channel is None:
+            return DeliveryResult.NOT_CLAIMED
+        rt.limiter.wait(channel)  # outside any transaction: never hold a lock while waiting
     with rt.session() as session:
         row = session.get(OutboxMessage, outbox_id)
         if row is None or row.status != M.PLANNED:
@@ -133,13 +146,26 @@ def _deliver(rt: Runtime, outbox_id: int, *, now: datetime) -> DeliveryResult:
             return DeliveryResult.NOT_CLAIMED
         outgoing = OutgoingMessage(
             outbox_id=row.id,
+            patient_id=patient.id,
             channel=row.channel,
             to=_address(patient, row.channel) or "",
             body_text=row.body_text,
             subject=row.subject,
             body_html=row.body_html,
+            max_segments=_segment_limit(session, row),
         )
     return _call_provider(rt, outgoing, now=now)
+
+
+def _segment_limit(session: Session, row: OutboxMessage) -> int:
+    if row.step_id is None:
+        return SYSTEM_SMS_SEGMENTS
+    limit = session.scalar(
+        select(ProgramVersion.sms_max_segments)
+        .join(ProgramStep, ProgramStep.version_id == ProgramVersion.id)
+        .where(ProgramStep.id == row.step_id)
+    )
+    return limit or SYSTEM_SMS_SEGMENTS
 
 
 def _call_provider(rt: Runtime, outgoing: OutgoingMessage, *, now: datetime) -> DeliveryResult:
@@ -147,14 +173,7 @@ def _call_provider(rt: Runtime, outgoing: OutgoingMessage, *, now: datetime) -> 
     try:
         receipt = transport.send(outgoing)
     except DeliveryError as exc:
-        with rt.session() as session:
-            status = M.FAILED if exc.permanent else M.PLANNED
-            session.execute(
-                update(OutboxMessage)
-                .where(OutboxMessage.id == outgoing.outbox_id, OutboxMessage.status == M.SENDING)
-                .values(status=status, error=exc.reason[:500], planned_at=now + RETRY_BACKOFF)
-            )
-        return DeliveryResult.FAILED if exc.permanent else DeliveryResult.DEFERRED
+        return _record_failure(rt, outgoing, exc, now=now)
     with rt.session() as session:
         session.execute(
             update(OutboxMessage)
@@ -162,6 +181,90 @@ def _call_provider(rt: Runtime, outgoing: OutgoingMessage, *, now: datetime) -> 
             .values(status=M.SENT, sent_at=now, provider_id=receipt.provider_id[:100], error=None)
         )
     return DeliveryResult.SENT
+
+
+def _record_failure(
+    rt: Runtime, outgoing: OutgoingMessage, exc: DeliveryError, *, now: datetime
+) -> DeliveryResult:
+    """Permanent: failed with the reason. Transient: planned again after a back-off."""
+    backoff = timedelta(seconds=exc.retry_after) if exc.retry_after else RETRY_BACKOFF
+    with rt.session() as session:
+        status = M.FAILED if exc.permanent else M.PLANNED
+        session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id == outgoing.outbox_id, OutboxMessage.status == M.SENDING)
+            .values(status=status, error=exc.reason[:500], planned_at=now + backoff)
+        )
+        if exc.opted_out:
+            _provider_opt_out(session, outgoing, exc.reason, now=now)
+    return DeliveryResult.FAILED if exc.permanent else DeliveryResult.DEFERRED
+
+
+def _provider_opt_out(
+    session: Session, outgoing: OutgoingMessage, reason: str, *, now: datetime
+) -> None:
+    """The carrier says the patient unsubscribed: record it as consent, stop the program."""
+    patient = session.get_one(Patient, outgoing.patient_id)
+    record_consent(
+        session,
+        patient,
+        outgoing.channel,
+        granted=False,
+        method="provider: recipient unsubscribed",
+        by="provider",
+        now=now,
+    )
+    live = session.scalars(
+        select(Enrollment).where(
+            Enrollment.patient_id == patient.id,
+            Enrollment.state.in_(
+                [EnrollmentState.ACTIVE, EnrollmentState.FLARE, EnrollmentState.PAUSED]
+            ),
+        )
+    ).all()
+    if outgoing.channel == patient.preferred_channel:
+        for enrollment in live:
+            outcome = opt_out(pacing_state(enrollment), f"provider: {reason}")
+            apply_outcome(session, enrollment, outcome, actor="provider", now=now)
+
+
+def provider_opt_out(session: Session, provider_id: str, reason: str, *, now: datetime) -> bool:
+    """A delivery callback says the recipient unsubscribed (Twilio 21610 after queueing):
+    the same consent change as a refused send; False when there is no consent left to revoke."""
+    row = session.scalar(select(OutboxMessage).where(OutboxMessage.provider_id == provider_id))
+    if row is None or not has_consent(session, row.patient_id, row.channel):
+        return False
+    outgoing = OutgoingMessage(
+        outbox_id=row.id, patient_id=row.patient_id, channel=row.channel, to="", body_text=""
+    )
+    _provider_opt_out(session, outgoing, reason, now=now)
+    return True
+
+
+#: Provider statuses in the order a message moves through them; never move backwards.
+_STATUS_RANK = {M.PLANNED: 0, M.SENDING: 1, M.UNKNOWN: 2, M.SENT: 2, M.DELIVERED: 3, M.FAILED: 3}
+
+
+def record_provider_status(
+    session: Session,
+    provider_id: str,
+    status: MessageStatus,
+    *,
+    now: datetime,
+    error: str | None = None,
+) -> bool:
+    """Apply a delivery callback; out-of-order callbacks never move a row backwards."""
+    row = session.scalar(select(OutboxMessage).where(OutboxMessage.provider_id == provider_id))
+    if row is None or _STATUS_RANK[status] < _STATUS_RANK[row.status]:
+        return False
+    if _STATUS_RANK[status] == _STATUS_RANK[row.status] and status != row.status:
+        return False  # delivered and failed are both final: the first one wins
+    row.status = status
+    if status == M.DELIVERED:
+        row.delivered_at = now
+    if status == M.FAILED and error:
+        row.error = error[:500]
+    return True
 
 
 def redispatchable(session: Session, *, now: datetime, limit: int = 1000) -> Sequence[int]:

@@ -267,7 +267,8 @@ def _command(
     if keyword == Keyword.RESUME and state.state == S.FLARE:
         return _end_flare(state, "patient said they are ready", shape, events, now=now)
     if keyword == Keyword.SLOWER:
-        slower = min(state.cadence_days * 2, rules.slower_max_cadence_days)
+        # Never faster: a program already slower than the cap keeps its own cadence.
+        slower = max(state.cadence_days, min(state.cadence_days * 2, rules.slower_max_cadence_days))
         events.append(
             PacingEvent(
                 "slower",
@@ -327,7 +328,7 @@ def advance(
     alerts: list[AlertRequest] = []
     state = _timed_transitions(state, rules, shape, events, alerts, now=now)
     send: PlannedSend | None = None
-    if _may_send_now(state, clock, now=now):
+    if _may_send_now(state, rules, clock, now=now):
         state, send = _choose_send(state, shape, clock.local_date(now), events)
     if (
         state.state == S.ACTIVE
@@ -337,7 +338,7 @@ def advance(
         events.append(PacingEvent("complete", "every main-track step sent", S.ACTIVE, S.COMPLETED))
         state = replace(state, state=S.COMPLETED, next_due_at=None)
         return Outcome(state, send, tuple(events), tuple(alerts))
-    state = replace(state, next_due_at=_next_wakeup(state, rules, clock, now=now))
+    state = replace(state, next_due_at=_next_wakeup(state, rules, shape, clock, now=now))
     return Outcome(state, send, tuple(events), tuple(alerts))
 
 
@@ -353,20 +354,25 @@ def _timed_transitions(
     if state.state != S.FLARE:
         return state
     started = state.flare_started_at or now
+    quiet_since = state.last_flare_signal_at or started
+    if now - quiet_since >= timedelta(days=rules.resume_after_days):
+        # Checked first: a flare that ends for being quiet is not reported as a long one.
+        reason = f"no flare signal for {rules.resume_after_days} days"
+        return _end_flare(state, reason, shape, events, now=now)
     if not state.flare_alerted and now - started >= timedelta(days=rules.long_flare_alert_days):
         days = (now - started).days
         alerts.append(AlertRequest(AlertKind.LONG_FLARE, f"in a flare for {days} days"))
         events.append(PacingEvent("long-flare-alert", f"flare has lasted {days} days"))
         state = replace(state, flare_alerted=True)
-    quiet_since = state.last_flare_signal_at or started
-    if now - quiet_since >= timedelta(days=rules.resume_after_days):
-        reason = f"no flare signal for {rules.resume_after_days} days"
-        state = _end_flare(state, reason, shape, events, now=now)
     return state
 
 
-def _may_send_now(state: PacingState, clock: PatientClock, *, now: datetime) -> bool:
-    return clock.in_window(now) and state.last_program_send_on != clock.local_date(now)
+def _may_send_now(
+    state: PacingState, rules: PacingRules, clock: PatientClock, *, now: datetime
+) -> bool:
+    """In the window, and the cadence allows today (a timer wake-up must not send early)."""
+    today = clock.local_date(now)
+    return clock.in_window(now) and today >= _earliest_send_day(state, rules, today)
 
 
 def _choose_send(
@@ -417,20 +423,30 @@ def _gap_days(state: PacingState, rules: PacingRules) -> int:
     return state.cadence_days
 
 
+def _earliest_send_day(state: PacingState, rules: PacingRules, today: date) -> date:
+    if state.last_program_send_on is None:
+        return today
+    return state.last_program_send_on + timedelta(days=_gap_days(state, rules))
+
+
 def _next_wakeup(
-    state: PacingState, rules: PacingRules, clock: PatientClock, *, now: datetime
+    state: PacingState,
+    rules: PacingRules,
+    shape: ProgramShape,
+    clock: PatientClock,
+    *,
+    now: datetime,
 ) -> datetime:
     """Next send slot, or earlier when a flare timer (resume, long-flare alert) falls due."""
-    if state.last_program_send_on is None:
-        not_before = clock.local_date(now)
-    else:
-        not_before = state.last_program_send_on + timedelta(days=_gap_days(state, rules))
-    wake = clock.next_slot(now, not_before_day=not_before)
+    wakes: list[datetime] = []
+    if state.state != S.FLARE or shape.flare_steps > 0:  # a flare without support only waits
+        not_before = _earliest_send_day(state, rules, clock.local_date(now))
+        wakes.append(clock.next_slot(now, not_before_day=not_before))
     if state.state == S.FLARE:
         started = state.flare_started_at or now
         quiet_since = state.last_flare_signal_at or started
         timers = [quiet_since + timedelta(days=rules.resume_after_days)]
         if not state.flare_alerted:
             timers.append(started + timedelta(days=rules.long_flare_alert_days))
-        wake = min([wake, *(t for t in timers if t > now)])
-    return wake
+        wakes.extend(t for t in timers if t > now)
+    return min(wakes)

@@ -18,8 +18,8 @@ from jinja2 import (
     Environment,
     FileSystemLoader,
     StrictUndefined,
-    TemplateNotFound,
     Template,
+    TemplateNotFound,
     select_autoescape,
 )
 from jinja2.sandbox import ImmutableSandboxedEnvironment

@@ -11,8 +11,10 @@ from sqlalchemy.orm import Session
 
 from campaigns.channels.base import Transport
 from campaigns.channels.files import FileEmailTransport, FileSmsTransport
+from campaigns.channels.twilio_sms import TwilioSmsTransport
 from campaigns.db import engine_for, session_scope
 from campaigns.enums import Channel
+from campaigns.ratelimit import RateLimiter, limiter_for
 from campaigns.rendering import TemplateLibrary
 from campaigns.sendwindow import SendWindow
 from config.settings import Settings
@@ -24,6 +26,7 @@ class Runtime:
     engine: Engine
     templates: TemplateLibrary
     transports: dict[Channel, Transport] = field(default_factory=dict)
+    limiter: RateLimiter | None = None
 
     @property
     def window(self) -> SendWindow:
@@ -41,8 +44,14 @@ def default_transports(settings: Settings) -> dict[Channel, Transport]:
         Channel.EMAIL: FileEmailTransport(
             folder / "email", f"{settings.clinic_name} <care@localhost>"
         ),
-        Channel.SMS: FileSmsTransport(folder / "sms"),
+        Channel.SMS: _sms_transport(settings),
     }
+
+
+def _sms_transport(settings: Settings) -> Transport:
+    if settings.sms_transport == "twilio":
+        return TwilioSmsTransport.from_settings(settings)
+    return FileSmsTransport(settings.resolved_outbox_dir / "sms")
 
 
 def build_runtime(settings: Settings) -> Runtime:
@@ -51,4 +60,7 @@ def build_runtime(settings: Settings) -> Runtime:
         engine=engine_for(settings.resolved_database_url),
         templates=TemplateLibrary(settings.templates_dir),
         transports=default_transports(settings),
+        limiter=limiter_for(
+            settings.resolved_rate_limit_url, settings.sms_per_second, settings.email_per_second
+        ),
     )

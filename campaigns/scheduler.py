@@ -18,10 +18,10 @@ from campaigns import pacing
 from campaigns.composer import compose_step
 from campaigns.enrollments import apply_outcome, clock_of, pacing_state, rules_of, shape_of
 from campaigns.enums import MessagePurpose
+from campaigns.logs import get_logger
 from campaigns.models import Enrollment, ProgramVersion
 from campaigns.outbox import plan, redispatchable
 from campaigns.patients import has_consent
-from campaigns.logs import get_logger
 from campaigns.runtime import Runtime
 
 ACTOR = "scheduler"

@@ -64,6 +64,9 @@ class PatientClock:
         # Only a DST gap can land here: walk forward to the first real in-window minute.
         probe = datetime.combine(day, self.window.start, tzinfo=self.tz).astimezone(UTC)
         while not (self.in_window(probe) and self.local_date(probe) == day):
+            if self.local_date(probe) > day:
+                # No in-window minute that day (Samoa skipped 2011-12-30): use the next one.
+                return self.slot(day + timedelta(days=1))
             probe += timedelta(minutes=15)
         return probe
 

@@ -52,9 +52,32 @@ class Settings(BaseSettings):
     clinic_phone: str = "+1 555 010 0199"
     public_base_url: str = "http://localhost:8000"
 
-    sms_transport: Literal["file"] = "file"
-    email_transport: Literal["file"] = "file"
+    sms_transport: Literal["file", "twilio"] = "file"
+    email_transport: Literal["file", "smtp"] = "file"
     outbox_dir: Path | None = None
+
+    twilio_account_sid: str | None = None
+    twilio_auth_token: SecretStr | None = None
+    twilio_messaging_service_sid: str | None = None
+    twilio_from_number: str | None = None
+    #: Only for a local fake of Twilio's API (tests, development); unset means api.twilio.com.
+    twilio_api_base_url: str | None = None
+
+    smtp_host: str = "localhost"
+    smtp_port: int = Field(default=25, ge=1, le=65535)
+    smtp_security: Literal["none", "starttls", "ssl"] = "none"
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_timeout_seconds: float = Field(default=30.0, gt=0)
+    email_from: str = "care@localhost"
+    #: Replies go to ``reply+<token>@<reply_domain>`` so they find their message again.
+    reply_domain: str = "reply.localhost"
+    unsubscribe_mailto: str = "unsubscribe@localhost"
+    inbound_email_secret: SecretStr | None = None
+
+    rate_limit_redis_url: str | None = None
+    sms_per_second: float = Field(default=10.0, gt=0, le=10_000)
+    email_per_second: float = Field(default=20.0, gt=0, le=10_000)
 
     @field_validator("default_timezone")
     @classmethod
@@ -87,6 +110,33 @@ class Settings(BaseSettings):
                 "in production"
             )
         return self
+
+    @model_validator(mode="after")
+    def _transports_have_credentials(self) -> Settings:
+        if self.sms_transport == "twilio":
+            missing = [
+                name
+                for name, value in (
+                    ("TWILIO_ACCOUNT_SID", self.twilio_account_sid),
+                    ("TWILIO_AUTH_TOKEN", self.twilio_auth_token),
+                )
+                if not value
+            ]
+            if not (self.twilio_messaging_service_sid or self.twilio_from_number):
+                missing.append("TWILIO_MESSAGING_SERVICE_SID or TWILIO_FROM_NUMBER")
+            if missing:
+                names = ", ".join(f"{ENV_PREFIX}{m}" for m in missing)
+                raise ValueError(f"SMS through Twilio needs {names}")
+        return self
+
+    @property
+    def resolved_rate_limit_url(self) -> str | None:
+        """Rate limits are shared through Redis; without Redis each process limits itself."""
+        if self.rate_limit_redis_url:
+            return self.rate_limit_redis_url
+        if self.resolved_broker_url.startswith(("redis://", "rediss://")):
+            return self.resolved_broker_url
+        return None
 
     @property
     def resolved_database_url(self) -> str:

@@ -13,12 +13,15 @@ class OutgoingMessage:
     """Everything a provider needs; ``to`` is resolved from the patient at send time."""
 
     outbox_id: int
+    patient_id: int
     channel: Channel
     to: str
     body_text: str
     subject: str | None = None
     body_html: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    #: SMS only: the program's segment limit, checked again right before sending.
+    max_segments: int | None = None
 
 
 @dataclass(frozen=True)
@@ -27,12 +30,25 @@ class ProviderReceipt:
 
 
 class DeliveryError(Exception):
-    """``permanent`` failures are not retried (invalid number); the rest may be."""
+    """``permanent`` failures are not retried (invalid number); the rest may be.
 
-    def __init__(self, reason: str, *, permanent: bool) -> None:
+    ``opted_out`` means the provider knows the recipient unsubscribed (Twilio 21610): the
+    caller records that as a consent change, not just a failed message.
+    """
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        permanent: bool,
+        opted_out: bool = False,
+        retry_after: float | None = None,
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
-        self.permanent = permanent
+        self.permanent = permanent or opted_out
+        self.opted_out = opted_out
+        self.retry_after = retry_after
 
 
 class Transport(Protocol):

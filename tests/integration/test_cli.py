@@ -31,8 +31,14 @@ def invoke(*args: str) -> tuple[int, str]:
 
 
 def enroll_args(**overrides: str) -> list[str]:
-    values = {"--first-name": "Ana", "--phone": "+1 650 253 0000", "--timezone": "America/Chicago",
-              "--channel": "sms", "--send-time": "09:30", **overrides}
+    values = {
+        "--first-name": "Ana",
+        "--phone": "+1 650 253 0000",
+        "--timezone": "America/Chicago",
+        "--channel": "sms",
+        "--send-time": "09:30",
+        **overrides,
+    }
     return ["enroll", "--consent", *[x for kv in values.items() for x in kv]]
 
 

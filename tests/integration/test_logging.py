@@ -38,7 +38,14 @@ def test_a_full_exchange_logs_ids_but_no_contact_details_or_text(
     with rt.session() as session:
         patient = session.get_one(Patient, patient_id)
         phone, email = patient.phone_e164, patient.email
-        receive_reply(rt, session, patient, "pain 6, my secret diary line", channel=patient.preferred_channel, now=due)
+        receive_reply(
+            rt,
+            session,
+            patient,
+            "pain 6, my secret diary line",
+            channel=patient.preferred_channel,
+            now=due,
+        )
     logs = captured.getvalue()
     assert '"event": "tick"' in logs and '"event": "deliver"' in logs
     assert '"event": "reply"' in logs
@@ -47,8 +54,12 @@ def test_a_full_exchange_logs_ids_but_no_contact_details_or_text(
 
 
 def test_scrub_masks_sensitive_fields_and_contact_details_in_messages() -> None:
-    event = {"event": "sent to +1 650 253 0000 and ann@example.org", "to": "+16502530000",
-             "body": "hello", "outbox_id": 7}
+    event = {
+        "event": "sent to +1 650 253 0000 and ann@example.org",
+        "to": "+16502530000",
+        "body": "hello",
+        "outbox_id": 7,
+    }
     out = scrub(None, "info", event)
     assert out["to"] == out["body"] == "[redacted]"
     assert "650" not in out["event"] and "example.org" not in out["event"]
