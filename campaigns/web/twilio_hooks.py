@@ -1,0 +1,187 @@
+"""Twilio's webhooks: patients' texts (``/webhooks/twilio/sms``) and delivery updates.
+
+Both are authenticated only by ``X-Twilio-Signature``, checked against the PUBLIC url that
+Twilio called (``public_base_url`` + path + query), so validation holds behind a proxy that
+rewrites host, scheme or prefix. Nothing is read from or written to the database before the
+signature is good. Answers the patient is owed (HELP, STOP/START confirmations, crisis
+resources) go back inside the TwiML reply and their outbox rows are marked sent in the same
+transaction, so the worker never sends them a second time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+from twilio.request_validator import RequestValidator
+from twilio.twiml.messaging_response import MessagingResponse
+
+from campaigns.channels.twilio_sms import STATUS_CALLBACK_PATH, UNSUBSCRIBED
+from campaigns.enums import Channel, MessageStatus
+from campaigns.inbound import receive_reply
+from campaigns.logs import get_logger
+from campaigns.models import OutboxMessage, utcnow
+from campaigns.outbox import provider_opt_out, record_provider_status
+from campaigns.patients import find_by_phone
+from campaigns.runtime import Runtime
+from campaigns.web.deps import RuntimeDep
+from config.settings import Settings
+
+SMS_PATH = "/webhooks/twilio/sms"
+SIGNATURE_HEADER = "X-Twilio-Signature"
+TWIML_MEDIA_TYPE = "text/xml"
+
+M = MessageStatus
+log = get_logger(__name__)
+router = APIRouter(tags=["twilio"])
+
+#: Twilio's MessageStatus values; None means "says nothing about our outbox row".
+STATUS_MAP: dict[str, MessageStatus | None] = {
+    "queued": M.SENDING,
+    "accepted": M.SENDING,
+    "scheduled": M.SENDING,
+    "sending": M.SENDING,
+    "sent": M.SENT,
+    "delivered": M.DELIVERED,
+    "read": M.DELIVERED,
+    "undelivered": M.FAILED,
+    "failed": M.FAILED,
+    "canceled": M.FAILED,
+    "receiving": None,
+    "received": None,
+}
+
+
+def get_now() -> datetime:
+    """The webhook clock; tests override this dependency instead of patching time."""
+    return utcnow()
+
+
+NowDep = Annotated[datetime, Depends(get_now)]
+
+
+def public_url(settings: Settings, path: str, query: str) -> str:
+    """The URL as Twilio called it, which is what it signed."""
+    url = settings.public_base_url.rstrip("/") + path
+    return f"{url}?{query}" if query else url
+
+
+def signed_form(path: str) -> Callable[[Request], Awaitable[dict[str, str]]]:
+    """A dependency that returns the posted form only when Twilio's signature matches."""
+
+    async def dependency(request: Request) -> dict[str, str]:
+        rt: Runtime = request.app.state.runtime
+        token = rt.settings.twilio_auth_token
+        signature = request.headers.get(SIGNATURE_HEADER)
+        if token is None:
+            raise HTTPException(status.HTTP_403_FORBIDDEN, "Twilio webhooks are not configured")
+        if not signature:
+            raise HTTPException(status.HTTP_403_FORBIDDEN, "missing Twilio signature")
+        form = await request.form()
+        url = public_url(rt.settings, path, request.url.query)
+        if not RequestValidator(token.get_secret_value()).validate(url, form, signature):
+            log.warning("twilio signature rejected", path=path)
+            raise HTTPException(status.HTTP_403_FORBIDDEN, "invalid Twilio signature")
+        return {key: value for key, value in form.multi_items() if isinstance(value, str)}
+
+    return dependency
+
+
+@dataclass(frozen=True)
+class InboundSms:
+    """The fields of Twilio's incoming-message webhook that this service uses."""
+
+    message_sid: str
+    sender: str
+    body: str
+    num_media: int
+
+    @classmethod
+    def from_form(cls, form: dict[str, str]) -> InboundSms:
+        sid = form.get("MessageSid") or form.get("SmsSid") or ""
+        if not sid or not form.get("From"):
+            raise HTTPException(status.HTTP_400_BAD_REQUEST, "MessageSid and From are required")
+        media = form.get("NumMedia", "0")
+        return cls(sid, form["From"], form.get("Body", ""), int(media) if media.isdigit() else 0)
+
+
+def twiml(bodies: Sequence[str] = ()) -> Response:
+    """Valid TwiML: an empty ``<Response/>`` or one ``<Message>`` per answer."""
+    reply = MessagingResponse()
+    for body in bodies:
+        reply.message(body)
+    return Response(content=str(reply.to_xml()), media_type=TWIML_MEDIA_TYPE)
+
+
+@router.post(SMS_PATH, response_class=Response)
+def incoming_sms(
+    form: Annotated[dict[str, str], Depends(signed_form(SMS_PATH))],
+    rt: RuntimeDep,
+    now: NowDep,
+) -> Response:
+    """Store the text once per MessageSid, act on it, and answer in the same HTTP reply."""
+    sms = InboundSms.from_form(form)
+    with rt.session() as session:
+        patient = find_by_phone(session, sms.sender)
+        if patient is None:
+            log.info("twilio sms from unknown sender", message_sid=sms.message_sid)
+            return twiml()
+        result = receive_reply(
+            rt, session, patient, sms.body, channel=Channel.SMS, now=now,
+            provider_id=sms.message_sid,
+        )
+        answers = answer_inline(session, result.responses, sms.message_sid, now=now)
+    log.info("twilio sms received", message_sid=sms.message_sid, reply_id=result.reply_id,
+             duplicate=result.duplicate, num_media=sms.num_media, answers=len(answers))
+    return twiml(answers)
+
+
+def answer_inline(
+    session: Session, outbox_ids: Sequence[int], message_sid: str, *, now: datetime
+) -> list[str]:
+    """Claim each planned SMS answer as sent by TwiML; only claimed ones go in the reply."""
+    bodies = []
+    for n, outbox_id in enumerate(outbox_ids):
+        claimed = session.execute(
+            update(OutboxMessage)
+            .where(
+                OutboxMessage.id == outbox_id,
+                OutboxMessage.status == M.PLANNED,
+                OutboxMessage.channel == Channel.SMS,
+            )
+            .values(
+                status=M.SENT, sending_at=now, sent_at=now, attempts=OutboxMessage.attempts + 1,
+                provider_id=f"twiml:{message_sid}:{n}", error=None,
+            )
+        )
+        if getattr(claimed, "rowcount", 0) == 1:
+            body = session.scalar(select(OutboxMessage.body_text).where(OutboxMessage.id == outbox_id))
+            bodies.append(body or "")
+    return bodies
+
+
+@router.post(STATUS_CALLBACK_PATH, response_class=Response)
+def message_status(
+    form: Annotated[dict[str, str], Depends(signed_form(STATUS_CALLBACK_PATH))],
+    rt: RuntimeDep,
+    now: NowDep,
+) -> Response:
+    """Move the outbox row forward only; an unknown SID or status changes nothing."""
+    sid = form.get("MessageSid") or form.get("SmsSid") or ""
+    new_status = STATUS_MAP.get(form.get("MessageStatus", "").lower())
+    code = form.get("ErrorCode") or None
+    if sid and new_status is not None:
+        with rt.session() as session:
+            changed = record_provider_status(
+                session, sid, new_status, now=now, error=f"twilio {code}" if code else None
+            )
+            if changed and new_status == M.FAILED and code == str(UNSUBSCRIBED):
+                provider_opt_out(session, sid, f"twilio {code}: recipient unsubscribed", now=now)
+        log.info("twilio status", message_sid=sid, status=new_status.value, changed=changed,
+                 error_code=code)
+    return Response(status_code=status.HTTP_200_OK)
