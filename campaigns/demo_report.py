@@ -450,7 +450,9 @@ class Chart:
 
     def _scores(self) -> list[str]:
         pts = [(self.sx(m.x), self.sy(m.value)) for m in self.t.scores]
-        out = [f'<polyline points="{_poly(pts)}" class="pain"/>'] if len(pts) > 1 else []
+        out = (
+            [f'<polyline points="{_poly(pts)}" class="pain" fill="none"/>'] if len(pts) > 1 else []
+        )
         for (x, y), m in zip(pts, self.t.scores, strict=True):
             out.append(
                 f"<g><title>Day {m.x:.1f}: {escape(m.label)}</title>"
@@ -627,16 +629,14 @@ def intro(patients: int, days: int, seed: int, start: datetime) -> list[str]:
 
 #: (header, minimum width): short so the table fits a terminal; the HTML uses long headers.
 CONSOLE_HEAD = (
-    ("patient", 9),
+    ("patient", 7),
     ("pattern", 10),
-    ("tz", 7),
     ("channel", None),
     ("state", None),
     ("main", None),
     ("flare\nmsgs", None),
     ("flares", None),
     ("alerts", None),
-    ("replies", None),
     ("last\nscore", None),
 )
 
@@ -652,10 +652,11 @@ def console_table(timelines: Sequence[Timeline]) -> Table:
     )
     for i, (head, min_width) in enumerate(CONSOLE_HEAD):
         table.add_column(
-            head, justify="right" if i >= 5 else "left", no_wrap=i >= 3, min_width=min_width
+            head, justify="right" if i >= 4 else "left", no_wrap=i >= 2, min_width=min_width
         )
     for t in timelines:
-        name, pattern, zone, *rest = summary_cells(t.summary)
+        name, pattern, _zone, *rest, _replies, last = summary_cells(t.summary)
         short = next((p.short for p in Pattern if p.value == pattern), pattern)
-        table.add_row(name, short, zone.rsplit("/", 1)[-1].replace("_", " "), *rest)
+        # 80 columns: the HTML report has full names, zones and reply counts
+        table.add_row(name.split()[0], short, *rest, last)
     return table
