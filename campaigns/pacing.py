@@ -370,9 +370,14 @@ def _timed_transitions(
 def _may_send_now(
     state: PacingState, rules: PacingRules, clock: PatientClock, *, now: datetime
 ) -> bool:
-    """In the window, and the cadence allows today (a timer wake-up must not send early)."""
+    """In the window, not before the patient's chosen time, and the cadence allows today
+    (a timer wake-up or a reply at 08:30 must not send ahead of a 10:00 send time)."""
     today = clock.local_date(now)
-    return clock.in_window(now) and today >= _earliest_send_day(state, rules, today)
+    return (
+        clock.in_window(now)
+        and now >= clock.slot(today)
+        and today >= _earliest_send_day(state, rules, today)
+    )
 
 
 def _choose_send(

@@ -110,21 +110,10 @@ def simulate(
     does. ``prior_scores`` are pain scores reported before enrollment, oldest first.
     Raises :class:`SimulationStuck` if pacing does not move a wake-up forward.
     """
-    if start.tzinfo is None:
-        raise ValueError("start must be timezone-aware")
-    if days < 0:
-        raise ValueError("days must not be negative")
     end = start + timedelta(days=days)
-    ordered = sorted(replies, key=lambda item: item[0])
-    for at in [t for t, _ in ordered] + ([opt_out_at] if opt_out_at is not None else []):
-        if not start <= at < end:
-            raise ValueError(f"{at.isoformat()} is outside the simulated period")
-    run = _Run(rules, shape, clock, start=start, prior_scores=prior_scores)
-    run.budget = MAX_WAKEUPS_PER_DAY * (days + 1) + 2 * len(ordered)
-    inputs: list[tuple[datetime, ParsedReply | None]] = list(ordered)
-    if opt_out_at is not None:
-        # Stable sort: the opt-out goes before replies at the same instant.
-        inputs = sorted([(opt_out_at, None), *inputs], key=lambda item: item[0])
+    inputs = _inputs(start, end, replies, opt_out_at)
+    budget = MAX_WAKEUPS_PER_DAY * (days + 1) + 2 * len(inputs)
+    run = _Run(rules, shape, clock, start=start, prior_scores=prior_scores, budget=budget)
     for at, reply in inputs:
         run.wake_until(at, inclusive=reply is not None)
         if reply is None:
@@ -133,6 +122,27 @@ def simulate(
             run.reply(at, reply)
     run.wake_until(end, inclusive=False)
     return run.result(end)
+
+
+def _inputs(
+    start: datetime,
+    end: datetime,
+    replies: Sequence[tuple[datetime, ParsedReply]],
+    opt_out_at: datetime | None,
+) -> list[tuple[datetime, ParsedReply | None]]:
+    """Replies and the opt-out (as ``None``) in time order; at a tie the opt-out goes first."""
+    if start.tzinfo is None:
+        raise ValueError("start must be timezone-aware")
+    if end < start:
+        raise ValueError("days must not be negative")
+    items: list[tuple[datetime, ParsedReply | None]] = (
+        [] if opt_out_at is None else [(opt_out_at, None)]
+    )
+    items.extend(replies)
+    for at, _ in items:
+        if at.tzinfo is None or not start <= at < end:
+            raise ValueError(f"{at.isoformat()} is outside the simulated period or naive")
+    return sorted(items, key=lambda item: item[0])
 
 
 class _Run:
@@ -146,6 +156,7 @@ class _Run:
         *,
         start: datetime,
         prior_scores: Sequence[float],
+        budget: int,
     ) -> None:
         self.rules, self.shape, self.clock, self.start = rules, shape, clock, start
         self.state = start_pacing(rules, clock, now=start)
@@ -155,7 +166,7 @@ class _Run:
         self.alerts: list[TimedAlert] = []
         self.states = [StateChange(start, self.state.state)]
         self.wakeups = 0
-        self.budget = 0
+        self.budget = budget
 
     def wake_until(self, limit: datetime, *, inclusive: bool) -> None:
         """Run every wake-up due before ``limit`` (or at it, when ``inclusive``)."""

@@ -143,6 +143,20 @@ def test_cadence_spaces_main_steps() -> None:
     assert timeline(result) == mains(0, 9, day=0, every=3)
 
 
+@pytest.mark.parametrize(
+    ("tz", "first_day"),
+    [("America/New_York", date(2025, 3, 3)), ("Australia/Sydney", date(2025, 3, 31))],
+)
+def test_program_across_a_dst_change_keeps_local_send_time(tz: str, first_day: date) -> None:
+    clock = PatientClock(ZoneInfo(tz), time(9, 0), SendWindow())
+    began = datetime.combine(first_day, time(8, 0), tzinfo=clock.tz)
+    result = simulate(RULES, SHAPE, clock, start=began, days=20, replies=[])
+    local = [clock.local(s.at) for s in result.sends]
+    assert [t.time() for t in local] == [time(9, 0)] * SHAPE.main_steps
+    assert [t.date() for t in local] == [first_day + timedelta(days=i) for i in range(10)]
+    assert len({t.utcoffset() for t in local}) == 2
+
+
 def test_message_due_at_2059_picked_up_at_2105_waits_for_morning() -> None:
     late_window = PatientClock(TZ, time(9, 0), SendWindow(time(8, 0), time(21, 0)))
     state = PacingState(main_position=1, last_program_send_on=DAY0, next_due_at=at(1, 20, 59))
@@ -485,6 +499,15 @@ def test_wakeup_that_does_not_move_forward_raises(monkeypatch: pytest.MonkeyPatc
         run()
 
 
+def test_wakeups_that_crawl_forward_raise(monkeypatch: pytest.MonkeyPatch) -> None:
+    def crawl(state: PacingState, *args: object, now: datetime) -> Outcome:
+        return Outcome(replace(state, next_due_at=now + timedelta(seconds=1)))
+
+    monkeypatch.setattr(simulation, "advance", crawl)
+    with pytest.raises(SimulationStuck, match="spinning"):
+        run(days=2)
+
+
 def test_six_week_program_with_daily_replies_simulates_fast() -> None:
     shape = ProgramShape(main_steps=42, flare_steps=4)
     scores = [3, 4, 8, 8, 5, 3, 2, 6, 3, 2]
@@ -496,3 +519,15 @@ def test_six_week_program_with_daily_replies_simulates_fast() -> None:
         timings.append(clock_time.perf_counter() - began)
     assert result.final.state == S.COMPLETED
     assert min(timings) < 0.05, timings
+
+
+def test_an_early_morning_flare_reply_waits_for_the_patients_send_time() -> None:
+    clock = PatientClock(TZ, time(15, 0), SendWindow(time(9, 0), time(20, 0)))
+    state = replace(start(RULES, clock, now=at(0, 8)), last_program_send_on=DAY0)
+    flare = apply_reply(state, reply(9), [], RULES, SHAPE, now=at(1, 8, 30)).state
+    assert flare.state == S.FLARE
+    early = advance(flare, RULES, SHAPE, clock, now=at(1, 9, 5))
+    assert early.send is None
+    assert early.state.next_due_at == at(1, 15)
+    on_time = advance(early.state, RULES, SHAPE, clock, now=at(1, 15))
+    assert on_time.send is not None and on_time.send.track == Track.FLARE

@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from campaigns.enums import EnrollmentState, Track
@@ -340,13 +340,13 @@ def check_all(scenario: Scenario, result: SimulationResult) -> None:
 # --- properties ----------------------------------------------------------------------------
 
 
-@settings(max_examples=250, deadline=None)
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(scenarios())
 def test_invariants_hold_for_any_reply_history(scenario: Scenario) -> None:
     check_all(scenario, run(scenario))
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(scenarios(settle=True))
 def test_program_always_finishes(scenario: Scenario) -> None:
     result = run(scenario)
