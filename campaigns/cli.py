@@ -313,5 +313,36 @@ def demo(
     run_demo(settings, patients=patients, days=days, report_path=report, seed=seed, console=console)
 
 
+@app.command("poll-imap")
+def poll_imap(
+    once: Annotated[
+        bool, typer.Option("--once", help="Poll one time and exit (e.g. from cron).")
+    ] = False,
+    interval: Annotated[
+        float, typer.Option(min=5, help="Seconds between polls when running continuously.")
+    ] = 60.0,
+) -> None:
+    """Record patients' email replies from the CAMPAIGNS_IMAP_* mailbox."""
+    from time import sleep
+
+    from campaigns.channels.imap_poll import ImapConfig, ImapError, ImapPoller
+
+    rt = _runtime()
+    try:
+        poller = ImapPoller(rt, ImapConfig.from_settings(rt.settings))
+    except ValueError as exc:
+        fail(str(exc), 2)
+    while True:
+        try:
+            console.print(poller.poll_once().as_dict())
+        except ImapError as exc:
+            if once:
+                fail(str(exc))
+            err.print(f"[yellow]warning:[/] {exc}; trying again in {interval:g}s")
+        if once:
+            return
+        sleep(interval)
+
+
 if __name__ == "__main__":
     app()

@@ -71,3 +71,10 @@ class AlertStatus(StrEnum):
     OPEN = "open"
     ACKNOWLEDGED = "acknowledged"
     RESOLVED = "resolved"
+
+
+class Role(StrEnum):
+    """Staff enrol and manage patients; admins also edit programs and manage users."""
+
+    STAFF = "staff"
+    ADMIN = "admin"

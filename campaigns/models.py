@@ -19,10 +19,11 @@ from sqlalchemy import (
     Text,
     Time,
     UniqueConstraint,
+    event,
     text,
 )
 from sqlalchemy.engine import Dialect
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
 from campaigns.enums import (
@@ -33,6 +34,7 @@ from campaigns.enums import (
     EnrollmentState,
     MessagePurpose,
     MessageStatus,
+    Role,
     StepKind,
     Track,
 )
@@ -337,3 +339,96 @@ class Alert(Base):
     created_at: Mapped[datetime] = mapped_column()
 
     __table_args__ = (Index("ix_alerts_open", "status", "priority", "created_at"),)
+
+
+class User(Base):
+    """Staff and admins; patients never log in."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    role: Mapped[Role] = mapped_column(_enum(Role, "role"))
+    password_hash: Mapped[str] = mapped_column(String(200))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_login_at: Mapped[datetime | None] = mapped_column()
+
+
+class ApiToken(Base):
+    """Only a hash is stored: a leaked database does not leak working tokens."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(100))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column()
+    revoked_at: Mapped[datetime | None] = mapped_column()
+
+    user: Mapped[User] = relationship()
+
+
+class LoginFailure(Base):
+    """Recent failed log-ins per account, shared by every web process, for throttling."""
+
+    __tablename__ = "login_failures"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account: Mapped[str] = mapped_column(String(320))
+    at: Mapped[datetime] = mapped_column()
+
+    __table_args__ = (Index("ix_login_failures_account_at", "account", "at"),)
+
+
+class AuditEntry(Base):
+    """Every staff/admin action: who, what, when, before and after. Append-only."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column()
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    actor: Mapped[str] = mapped_column(String(320))
+    action: Mapped[str] = mapped_column(String(64))
+    entity: Mapped[str] = mapped_column(String(64))
+    entity_id: Mapped[str | None] = mapped_column(String(64))
+    before: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    after: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+    __table_args__ = (Index("ix_audit_entity", "entity", "entity_id", "id"),)
+
+
+class ProgramDraft(Base):
+    """An admin's work in progress: the whole program folder as text, published as a version."""
+
+    __tablename__ = "program_drafts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    program_id: Mapped[int] = mapped_column(ForeignKey("programs.id"), unique=True)
+    base_version_id: Mapped[int | None] = mapped_column(ForeignKey("program_versions.id"))
+    spec_yaml: Mapped[str] = mapped_column(Text)
+    files: Mapped[dict[str, Any]] = mapped_column(JSON)
+    updated_at: Mapped[datetime] = mapped_column()
+    updated_by: Mapped[str] = mapped_column(String(320))
+
+
+class ImmutableRowError(RuntimeError):
+    """Raised when code tries to change history: events, or a published program version."""
+
+
+_IMMUTABLE = (Event, ProgramVersion, ProgramStep, AuditEntry)
+
+
+@event.listens_for(Session, "before_flush")
+def _refuse_history_rewrites(session: Session, _context: Any, _instances: Any) -> None:
+    """The event log is append-only and published versions never change under a patient."""
+    for obj in session.dirty:
+        if isinstance(obj, _IMMUTABLE) and session.is_modified(obj, include_collections=False):
+            raise ImmutableRowError(f"{type(obj).__name__} rows are immutable once written")
+    for obj in session.deleted:
+        if isinstance(obj, Event | AuditEntry):
+            raise ImmutableRowError(f"the {type(obj).__tablename__} log is append-only")

@@ -41,6 +41,7 @@ class DeliveryResult(StrEnum):
     DEFERRED = "deferred"
     WITHHELD = "withheld"
     NOT_CLAIMED = "not-claimed"
+    UNKNOWN = "unknown"
 
 
 def plan(
@@ -186,10 +187,11 @@ def _call_provider(rt: Runtime, outgoing: OutgoingMessage, *, now: datetime) -> 
 def _record_failure(
     rt: Runtime, outgoing: OutgoingMessage, exc: DeliveryError, *, now: datetime
 ) -> DeliveryResult:
-    """Permanent: failed with the reason. Transient: planned again after a back-off."""
+    """Permanent: failed with the reason. Transient: planned again after a back-off.
+    Ambiguous: ``unknown``, never retried blindly."""
     backoff = timedelta(seconds=exc.retry_after) if exc.retry_after else RETRY_BACKOFF
     with rt.session() as session:
-        status = M.FAILED if exc.permanent else M.PLANNED
+        status = M.UNKNOWN if exc.ambiguous else M.FAILED if exc.permanent else M.PLANNED
         session.execute(
             update(OutboxMessage)
             .where(OutboxMessage.id == outgoing.outbox_id, OutboxMessage.status == M.SENDING)
@@ -197,6 +199,8 @@ def _record_failure(
         )
         if exc.opted_out:
             _provider_opt_out(session, outgoing, exc.reason, now=now)
+    if exc.ambiguous:
+        return DeliveryResult.UNKNOWN
     return DeliveryResult.FAILED if exc.permanent else DeliveryResult.DEFERRED
 
 

@@ -11,8 +11,10 @@ from sqlalchemy.orm import Session
 
 from campaigns.channels.base import Transport
 from campaigns.channels.files import FileEmailTransport, FileSmsTransport
+from campaigns.channels.smtp_email import SmtpEmailTransport
 from campaigns.channels.twilio_sms import TwilioSmsTransport
 from campaigns.db import engine_for, session_scope
+from campaigns.email_headers import EmailIdentity
 from campaigns.enums import Channel
 from campaigns.ratelimit import RateLimiter, limiter_for
 from campaigns.rendering import TemplateLibrary
@@ -39,13 +41,17 @@ class Runtime:
 
 
 def default_transports(settings: Settings) -> dict[Channel, Transport]:
-    folder = settings.resolved_outbox_dir
     return {
-        Channel.EMAIL: FileEmailTransport(
-            folder / "email", f"{settings.clinic_name} <care@localhost>"
-        ),
+        Channel.EMAIL: _email_transport(settings),
         Channel.SMS: _sms_transport(settings),
     }
+
+
+def _email_transport(settings: Settings) -> Transport:
+    if settings.email_transport == "smtp":
+        return SmtpEmailTransport.from_settings(settings)
+    folder = settings.resolved_outbox_dir / "email"
+    return FileEmailTransport(folder, EmailIdentity.from_settings(settings))
 
 
 def _sms_transport(settings: Settings) -> Transport:

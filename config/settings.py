@@ -74,6 +74,13 @@ class Settings(BaseSettings):
     reply_domain: str = "reply.localhost"
     unsubscribe_mailto: str = "unsubscribe@localhost"
     inbound_email_secret: SecretStr | None = None
+    #: Optional alternative to the webhook: ``campaigns poll-imap`` reads replies from a mailbox.
+    imap_host: str | None = None
+    imap_port: int = Field(default=993, ge=1, le=65535)
+    imap_security: Literal["ssl", "starttls", "none"] = "ssl"
+    imap_username: str | None = None
+    imap_password: SecretStr | None = None
+    imap_folder: str = "INBOX"
 
     rate_limit_redis_url: str | None = None
     sms_per_second: float = Field(default=10.0, gt=0, le=10_000)

@@ -33,7 +33,9 @@ class DeliveryError(Exception):
     """``permanent`` failures are not retried (invalid number); the rest may be.
 
     ``opted_out`` means the provider knows the recipient unsubscribed (Twilio 21610): the
-    caller records that as a consent change, not just a failed message.
+    caller records that as a consent change, not just a failed message. ``ambiguous`` means
+    the provider may have accepted it (a read timeout): the row becomes ``unknown`` for
+    staff, because retrying could text the patient twice.
     """
 
     def __init__(
@@ -43,11 +45,13 @@ class DeliveryError(Exception):
         permanent: bool,
         opted_out: bool = False,
         retry_after: float | None = None,
+        ambiguous: bool = False,
     ) -> None:
         super().__init__(reason)
         self.reason = reason
-        self.permanent = permanent or opted_out
+        self.permanent = permanent or opted_out or ambiguous
         self.opted_out = opted_out
+        self.ambiguous = ambiguous
         self.retry_after = retry_after
 
 

@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import json
 import os
-from email.message import EmailMessage
-from email.utils import format_datetime, make_msgid
 from pathlib import Path
 
 from campaigns.channels.base import DeliveryError, OutgoingMessage, ProviderReceipt
+from campaigns.email_headers import EmailIdentity, build_email, to_bytes
 from campaigns.enums import Channel
 from campaigns.models import utcnow
 
@@ -24,30 +23,21 @@ def _write_atomically(path: Path, data: bytes) -> None:
 
 
 class FileEmailTransport:
+    """Writes the same MIME bytes the SMTP transport would send (see ``email_headers``)."""
+
     channel = Channel.EMAIL
 
-    def __init__(self, folder: Path, sender: str) -> None:
+    def __init__(self, folder: Path, identity: EmailIdentity) -> None:
         self.folder = folder
-        self.sender = sender
+        self.identity = identity
 
     def send(self, message: OutgoingMessage) -> ProviderReceipt:
         if not message.subject:
             raise DeliveryError("email without a subject", permanent=True)
         self.folder.mkdir(parents=True, exist_ok=True)
-        msgid = make_msgid(idstring=f"outbox-{message.outbox_id}", domain="campaigns.local")
-        mime = EmailMessage()
-        mime["From"] = self.sender
-        mime["To"] = message.to
-        mime["Subject"] = message.subject
-        mime["Date"] = format_datetime(utcnow())
-        mime["Message-ID"] = msgid
-        for name, value in message.headers.items():
-            mime[name] = value
-        mime.set_content(message.body_text)
-        if message.body_html:
-            mime.add_alternative(message.body_html, subtype="html")
-        _write_atomically(self.folder / f"{message.outbox_id:09d}.eml", bytes(mime))
-        return ProviderReceipt(provider_id=msgid)
+        mime = build_email(message, self.identity, now=utcnow())
+        _write_atomically(self.folder / f"{message.outbox_id:09d}.eml", to_bytes(mime))
+        return ProviderReceipt(provider_id=str(mime["Message-ID"]))
 
 
 class FileSmsTransport:

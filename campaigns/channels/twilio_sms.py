@@ -74,7 +74,9 @@ class BaseUrlHttpClient(TwilioHttpClient):  # type: ignore[misc]  # twilio ships
         if self.base_url is None:
             return url
         if url != TWILIO_API and not url.startswith(TWILIO_API + "/"):
-            raise DeliveryError("twilio: unexpected API host for a custom base URL", permanent=False)
+            raise DeliveryError(
+                "twilio: unexpected API host for a custom base URL", permanent=False
+            )
         return self.base_url + url[len(TWILIO_API) :]
 
     @property
@@ -139,14 +141,25 @@ class TwilioSmsTransport:
             )
         except (TwilioRestException, TwilioServiceException) as exc:
             error = api_error(exc.status, exc.code, self.http.last_retry_after)
+        except requests.ConnectTimeout:
+            error = DeliveryError("twilio: connect timed out", permanent=False)
         except requests.Timeout:
-            error = DeliveryError("twilio: request timed out", permanent=False)
+            # The request reached Twilio: it may have queued the text. Never resend blindly.
+            error = DeliveryError(
+                "twilio: no answer in time; delivery unknown", permanent=True, ambiguous=True
+            )
         except requests.RequestException as exc:
-            error = DeliveryError(f"twilio: connection failed ({type(exc).__name__})", permanent=False)
+            error = DeliveryError(
+                f"twilio: connection failed ({type(exc).__name__})", permanent=False
+            )
         else:
             return ProviderReceipt(provider_id=str(created.sid))
-        log.warning("twilio send failed", outbox_id=message.outbox_id, reason=error.reason,
-                    permanent=error.permanent)
+        log.warning(
+            "twilio send failed",
+            outbox_id=message.outbox_id,
+            reason=error.reason,
+            permanent=error.permanent,
+        )
         raise error
 
     def close(self) -> None:

@@ -17,6 +17,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
@@ -29,7 +30,7 @@ from campaigns.models import OutboxMessage, utcnow
 from campaigns.outbox import provider_opt_out, record_provider_status
 from campaigns.patients import find_by_phone
 from campaigns.runtime import Runtime
-from campaigns.web.deps import RuntimeDep
+from campaigns.web.deps import RuntimeDep, get_runtime
 from config.settings import Settings
 
 SMS_PATH = "/webhooks/twilio/sms"
@@ -75,7 +76,7 @@ def signed_form(path: str) -> Callable[[Request], Awaitable[dict[str, str]]]:
     """A dependency that returns the posted form only when Twilio's signature matches."""
 
     async def dependency(request: Request) -> dict[str, str]:
-        rt: Runtime = request.app.state.runtime
+        rt = get_runtime(request)
         token = rt.settings.twilio_auth_token
         signature = request.headers.get(SIGNATURE_HEADER)
         if token is None:
@@ -126,19 +127,41 @@ def incoming_sms(
 ) -> Response:
     """Store the text once per MessageSid, act on it, and answer in the same HTTP reply."""
     sms = InboundSms.from_form(form)
+    try:
+        answers = receive_sms(rt, sms, now=now)
+    except IntegrityError:
+        # The same MessageSid delivered twice at once: the other request stored and answered it.
+        log.info("twilio sms concurrent duplicate", message_sid=sms.message_sid)
+        answers = []
+    return twiml(answers)
+
+
+def receive_sms(rt: Runtime, sms: InboundSms, *, now: datetime) -> list[str]:
+    """One transaction: the reply, its effects, and the answers claimed for TwiML."""
     with rt.session() as session:
         patient = find_by_phone(session, sms.sender)
         if patient is None:
             log.info("twilio sms from unknown sender", message_sid=sms.message_sid)
-            return twiml()
+            return []
         result = receive_reply(
-            rt, session, patient, sms.body, channel=Channel.SMS, now=now,
+            rt,
+            session,
+            patient,
+            sms.body,
+            channel=Channel.SMS,
+            now=now,
             provider_id=sms.message_sid,
         )
         answers = answer_inline(session, result.responses, sms.message_sid, now=now)
-    log.info("twilio sms received", message_sid=sms.message_sid, reply_id=result.reply_id,
-             duplicate=result.duplicate, num_media=sms.num_media, answers=len(answers))
-    return twiml(answers)
+    log.info(
+        "twilio sms received",
+        message_sid=sms.message_sid,
+        reply_id=result.reply_id,
+        duplicate=result.duplicate,
+        num_media=sms.num_media,
+        answers=len(answers),
+    )
+    return answers
 
 
 def answer_inline(
@@ -147,22 +170,33 @@ def answer_inline(
     """Claim each planned SMS answer as sent by TwiML; only claimed ones go in the reply."""
     bodies = []
     for n, outbox_id in enumerate(outbox_ids):
-        claimed = session.execute(
-            update(OutboxMessage)
-            .where(
-                OutboxMessage.id == outbox_id,
-                OutboxMessage.status == M.PLANNED,
-                OutboxMessage.channel == Channel.SMS,
+        if _claim_for_twiml(session, outbox_id, f"twiml:{message_sid}:{n}", now=now):
+            body = session.scalar(
+                select(OutboxMessage.body_text).where(OutboxMessage.id == outbox_id)
             )
-            .values(
-                status=M.SENT, sending_at=now, sent_at=now, attempts=OutboxMessage.attempts + 1,
-                provider_id=f"twiml:{message_sid}:{n}", error=None,
-            )
-        )
-        if getattr(claimed, "rowcount", 0) == 1:
-            body = session.scalar(select(OutboxMessage.body_text).where(OutboxMessage.id == outbox_id))
             bodies.append(body or "")
     return bodies
+
+
+def _claim_for_twiml(session: Session, outbox_id: int, provider_id: str, *, now: datetime) -> bool:
+    """planned -> sent in one conditional UPDATE, like the worker's claim: exactly one wins."""
+    claimed = session.execute(
+        update(OutboxMessage)
+        .where(
+            OutboxMessage.id == outbox_id,
+            OutboxMessage.status == M.PLANNED,
+            OutboxMessage.channel == Channel.SMS,
+        )
+        .values(
+            status=M.SENT,
+            sending_at=now,
+            sent_at=now,
+            attempts=OutboxMessage.attempts + 1,
+            provider_id=provider_id,
+            error=None,
+        )
+    )
+    return getattr(claimed, "rowcount", 0) == 1
 
 
 @router.post(STATUS_CALLBACK_PATH, response_class=Response)
@@ -182,6 +216,11 @@ def message_status(
             )
             if changed and new_status == M.FAILED and code == str(UNSUBSCRIBED):
                 provider_opt_out(session, sid, f"twilio {code}: recipient unsubscribed", now=now)
-        log.info("twilio status", message_sid=sid, status=new_status.value, changed=changed,
-                 error_code=code)
+        log.info(
+            "twilio status",
+            message_sid=sid,
+            status=new_status.value,
+            changed=changed,
+            error_code=code,
+        )
     return Response(status_code=status.HTTP_200_OK)

@@ -119,3 +119,20 @@ def test_enrolled_patients_keep_their_version_after_a_new_one_is_published(
     first, second = sorted(bodies)
     assert "mini step d1-hello" in bodies[first]
     assert bodies[second].startswith("Brand new text")
+
+
+def test_published_versions_and_the_event_log_cannot_be_rewritten(rt: Runtime) -> None:
+    from campaigns.models import Event, ImmutableRowError, ProgramStep
+
+    version_id = load_program(rt)
+    make_enrollment(rt, version_id, now=datetime(2026, 3, 2, tzinfo=UTC))
+    with pytest.raises(ImmutableRowError), rt.session() as session:
+        session.get_one(ProgramVersion, version_id).cadence_days = 3
+    with pytest.raises(ImmutableRowError), rt.session() as session:
+        step = session.scalars(select(ProgramStep)).first()
+        assert step is not None
+        step.title = "rewritten"
+    with pytest.raises(ImmutableRowError), rt.session() as session:
+        event = session.scalars(select(Event)).first()
+        assert event is not None
+        session.delete(event)

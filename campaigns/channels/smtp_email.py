@@ -1,0 +1,212 @@
+"""Email through an SMTP relay; the only module that imports ``smtplib``.
+
+One connection per process is kept for a short while and probed with NOOP before reuse, so
+a tick's burst of emails shares a TLS handshake and login, while a connection the server
+dropped is never discovered halfway through a message (where a retry could send it twice).
+
+Errors become :class:`DeliveryError` by reply code: 5xx refusals are permanent, 4xx replies,
+timeouts and connection failures are transient. A server's reply text often quotes the
+recipient's address, so reasons carry the code only and the original exception is dropped.
+"""
+
+from __future__ import annotations
+
+import smtplib
+import ssl
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal
+
+from campaigns.channels.base import DeliveryError, OutgoingMessage, ProviderReceipt
+from campaigns.email_headers import EmailIdentity, build_email, to_bytes
+from campaigns.enums import Channel
+from campaigns.logs import get_logger
+from campaigns.models import utcnow
+from config.settings import Settings
+
+log = get_logger(__name__)
+#: A connection idle longer than this is closed rather than probed: relays drop idle clients.
+IDLE_SECONDS = 60.0
+#: Bad credentials are a configuration problem: retry, but not every few minutes.
+AUTH_RETRY_SECONDS = 15 * 60.0
+
+Security = Literal["none", "starttls", "ssl"]
+
+
+@dataclass(frozen=True)
+class SmtpConfig:
+    host: str
+    port: int
+    security: Security = "none"
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    timeout: float = 30.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SmtpConfig:
+        password = settings.smtp_password.get_secret_value() if settings.smtp_password else None
+        return cls(
+            host=settings.smtp_host,
+            port=settings.smtp_port,
+            security=settings.smtp_security,
+            username=settings.smtp_username,
+            password=password,
+            timeout=settings.smtp_timeout_seconds,
+        )
+
+
+class SmtpEmailTransport:
+    """Thread-safe: sends are serialised over the one cached connection."""
+
+    channel = Channel.EMAIL
+
+    def __init__(
+        self,
+        config: SmtpConfig,
+        identity: EmailIdentity,
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.config = config
+        self.identity = identity
+        self._ssl_context = ssl_context
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._smtp: smtplib.SMTP | None = None
+        self._last_used = 0.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SmtpEmailTransport:
+        return cls(SmtpConfig.from_settings(settings), EmailIdentity.from_settings(settings))
+
+    def send(self, message: OutgoingMessage) -> ProviderReceipt:
+        if not message.subject:
+            raise DeliveryError("email without a subject", permanent=True)
+        if not message.to:
+            raise DeliveryError("no email address", permanent=True)
+        mime = build_email(message, self.identity, now=self._clock())
+        with self._lock:
+            try:
+                self._transmit(message.to, to_bytes(mime))
+            except (smtplib.SMTPException, OSError) as exc:
+                self._discard()
+                error = delivery_error(exc)
+                log.warning(
+                    "smtp-failed",
+                    outbox_id=message.outbox_id,
+                    reason=error.reason,
+                    permanent=error.permanent,
+                )
+                raise error from None
+            self._last_used = time.monotonic()
+        return ProviderReceipt(provider_id=str(mime["Message-ID"]))
+
+    def _transmit(self, to: str, data: bytes) -> None:
+        smtp = self._connection()
+        options: list[str] = []
+        if not to.isascii():
+            if not smtp.has_extn("smtputf8"):
+                raise DeliveryError(
+                    "the mail server cannot deliver to an internationalised address",
+                    permanent=True,
+                )
+            options = ["SMTPUTF8", "BODY=8BITMIME"]
+        smtp.sendmail(self.identity.sender, [to], data, options)
+
+    def close(self) -> None:
+        """Say QUIT; call when the process is done sending (tests, shutdown)."""
+        with self._lock:
+            self._discard()
+
+    def _connection(self) -> smtplib.SMTP:
+        smtp = self._smtp
+        if smtp is not None and time.monotonic() - self._last_used < IDLE_SECONDS:
+            try:
+                if smtp.noop()[0] == 250:
+                    return smtp
+            except (smtplib.SMTPException, OSError):
+                pass
+        self._discard()
+        self._smtp = self._open()
+        return self._smtp
+
+    def _open(self) -> smtplib.SMTP:
+        cfg = self.config
+        helo = self.identity.domain  # avoids socket.getfqdn(), which can stall on bad DNS
+        smtp: smtplib.SMTP
+        if cfg.security == "ssl":
+            smtp = smtplib.SMTP_SSL(
+                cfg.host, cfg.port, helo, timeout=cfg.timeout, context=self._tls()
+            )
+        else:
+            smtp = smtplib.SMTP(cfg.host, cfg.port, helo, timeout=cfg.timeout)
+        try:
+            smtp.ehlo()
+            if cfg.security == "starttls":
+                smtp.starttls(context=self._tls())
+                smtp.ehlo()
+            if cfg.username:
+                smtp.login(cfg.username, cfg.password or "")
+        except BaseException:
+            smtp.close()
+            raise
+        return smtp
+
+    def _tls(self) -> ssl.SSLContext:
+        return self._ssl_context or ssl.create_default_context()
+
+    def _discard(self) -> None:
+        smtp, self._smtp = self._smtp, None
+        if smtp is None:
+            return
+        try:
+            smtp.quit()
+        except (smtplib.SMTPException, OSError):
+            smtp.close()
+
+
+def delivery_error(exc: smtplib.SMTPException | OSError) -> DeliveryError:
+    """Classify without the server's text, which may quote the address.
+
+    Only refusals inside the message transaction (MAIL, RCPT, DATA) can be permanent: they
+    are about this message. Greeting, TLS and login failures are about our configuration or
+    the relay, and retrying after they are fixed must still deliver the message.
+    """
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        codes = [code for code, _ in exc.recipients.values()] or [0]
+        return _by_code(max(codes), "recipient refused")
+    if isinstance(exc, smtplib.SMTPSenderRefused) and exc.smtp_code == 530:
+        return DeliveryError("the mail server requires authentication (530)", permanent=False)
+    if isinstance(exc, smtplib.SMTPSenderRefused):
+        return _by_code(exc.smtp_code, "sender refused")
+    if isinstance(exc, smtplib.SMTPDataError):
+        return _by_code(exc.smtp_code, "message refused")
+    if isinstance(exc, smtplib.SMTPAuthenticationError):
+        return DeliveryError(
+            f"SMTP authentication failed ({exc.smtp_code})",
+            permanent=False,
+            retry_after=AUTH_RETRY_SECONDS,
+        )
+    if isinstance(exc, smtplib.SMTPResponseException):
+        return DeliveryError(f"mail server error ({exc.smtp_code})", permanent=False)
+    return DeliveryError(_connection_reason(exc), permanent=False)
+
+
+def _by_code(code: int, what: str) -> DeliveryError:
+    return DeliveryError(f"{what} by the mail server ({code})", permanent=500 <= code < 600)
+
+
+def _connection_reason(exc: smtplib.SMTPException | OSError) -> str:
+    if isinstance(exc, smtplib.SMTPNotSupportedError):
+        return "the mail server lacks a required extension (STARTTLS, AUTH or SMTPUTF8)"
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return "the mail server's TLS certificate is not trusted"
+    if isinstance(exc, TimeoutError):
+        return "the mail server timed out"
+    if isinstance(exc, smtplib.SMTPServerDisconnected):
+        return "the mail server closed the connection"
+    return f"could not reach the mail server ({type(exc).__name__})"

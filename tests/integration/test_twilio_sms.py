@@ -1,0 +1,379 @@
+"""SMS out through the real twilio client to a local fake of Twilio's API, over real HTTP."""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+
+import pytest
+from pydantic import SecretStr
+from sqlalchemy import select
+
+from campaigns.channels.base import DeliveryError, OutgoingMessage
+from campaigns.channels.files import FileSmsTransport
+from campaigns.channels.twilio_sms import (
+    RATE_LIMIT_BACKOFF,
+    BaseUrlHttpClient,
+    TwilioSmsTransport,
+    retry_seconds,
+)
+from campaigns.enums import Channel, EnrollmentState, MessagePurpose, MessageStatus
+from campaigns.logs import configure
+from campaigns.models import Consent, Enrollment, OutboxMessage, Patient
+from campaigns.outbox import RETRY_BACKOFF, DeliveryResult, deliver, plan, redispatchable
+from campaigns.patients import has_consent
+from campaigns.rendering import RenderedMessage
+from campaigns.runtime import Runtime, build_runtime, default_transports
+from campaigns.scheduler import tick
+from tests.factories import load_program, make_enrollment, make_patient
+from tests.fakes.twilio_api import (
+    ACCOUNT_SID,
+    AUTH_TOKEN,
+    INVALID_TO,
+    NOT_SMS_CAPABLE,
+    SERVER_ERROR,
+    UNSUBSCRIBED,
+    ApiError,
+    FakeTwilio,
+    running,
+    too_many_requests,
+)
+from tests.servers import free_port
+
+MONDAY = datetime(2026, 3, 2, 5, 0, tzinfo=UTC)  # 00:00 in New York
+DAY1_SEND = MONDAY + timedelta(hours=10)
+SERVICE_SID = "MG" + "a" * 32
+FROM_NUMBER = "+15005550006"
+PUBLIC = "https://clinic.example"
+
+
+def twilio_settings(fake: FakeTwilio, **overrides: object) -> dict[str, object]:
+    """The settings a deployment would set, pointed at the fake."""
+    return {
+        "sms_transport": "twilio",
+        "twilio_account_sid": fake.account_sid,
+        "twilio_auth_token": SecretStr(fake.auth_token),
+        "twilio_messaging_service_sid": SERVICE_SID,
+        "twilio_api_base_url": fake.base_url,
+        "public_base_url": PUBLIC,
+        **overrides,
+    }
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeTwilio]:
+    with running() as fake:
+        yield fake
+
+
+@pytest.fixture
+def twilio_rt(rt: Runtime, fake: FakeTwilio) -> Iterator[Runtime]:
+    rt.settings = rt.settings.model_copy(update=twilio_settings(fake))
+    transport = TwilioSmsTransport.from_settings(rt.settings)
+    rt.transports[Channel.SMS] = transport
+    yield rt
+    transport.close()
+
+
+def _planned_program_message(rt: Runtime) -> tuple[int, int, int]:
+    """(outbox id, patient id, enrollment id) of day 1's planned SMS."""
+    version = load_program(rt)
+    patient_id, enrollment_id = make_enrollment(rt, version, now=MONDAY)
+    [outbox_id] = tick(rt, now=DAY1_SEND).planned
+    return outbox_id, patient_id, enrollment_id
+
+
+def _row(rt: Runtime, outbox_id: int) -> OutboxMessage:
+    with rt.session() as session:
+        return session.get_one(OutboxMessage, outbox_id)
+
+
+def _phone(rt: Runtime, patient_id: int) -> str:
+    with rt.session() as session:
+        return session.get_one(Patient, patient_id).phone_e164 or ""
+
+
+def _message(body: str, *, max_segments: int | None = 2) -> OutgoingMessage:
+    return OutgoingMessage(1, 1, Channel.SMS, "+16502530001", body, max_segments=max_segments)
+
+
+def test_program_sms_goes_through_the_messaging_service_with_a_status_callback(
+    twilio_rt: Runtime, fake: FakeTwilio
+) -> None:
+    outbox_id, patient_id, _ = _planned_program_message(twilio_rt)
+    assert deliver(twilio_rt, outbox_id, now=DAY1_SEND) == DeliveryResult.SENT
+    row = _row(twilio_rt, outbox_id)
+    [request] = fake.requests
+    assert request.account_sid == ACCOUNT_SID
+    assert request.form == {
+        "To": _phone(twilio_rt, patient_id),
+        "Body": row.body_text,
+        "MessagingServiceSid": SERVICE_SID,
+        "StatusCallback": f"{PUBLIC}/webhooks/twilio/status",
+    }
+    assert row.status == MessageStatus.SENT
+    assert row.provider_id == request.sid
+    assert request.sid is not None and request.sid.startswith("SM")
+
+
+def test_from_number_is_used_when_there_is_no_messaging_service(
+    rt: Runtime, fake: FakeTwilio
+) -> None:
+    settings = rt.settings.model_copy(
+        update=twilio_settings(
+            fake, twilio_messaging_service_sid=None, twilio_from_number=FROM_NUMBER
+        )
+    )
+    runtime = build_runtime(settings)
+    transport = runtime.transports[Channel.SMS]
+    assert isinstance(transport, TwilioSmsTransport)
+    try:
+        outbox_id, _, _ = _planned_program_message(runtime)
+        assert deliver(runtime, outbox_id, now=DAY1_SEND) == DeliveryResult.SENT
+    finally:
+        transport.close()
+    [request] = fake.requests
+    assert request.form["From"] == FROM_NUMBER
+    assert "MessagingServiceSid" not in request.form
+
+
+def test_the_file_transport_stays_the_default(rt: Runtime) -> None:
+    assert isinstance(default_transports(rt.settings)[Channel.SMS], FileSmsTransport)
+
+
+def test_unsubscribed_21610_fails_the_row_revokes_consent_and_opts_out(
+    twilio_rt: Runtime, fake: FakeTwilio
+) -> None:
+    outbox_id, patient_id, enrollment_id = _planned_program_message(twilio_rt)
+    fake.fail_for(_phone(twilio_rt, patient_id), UNSUBSCRIBED)
+    assert deliver(twilio_rt, outbox_id, now=DAY1_SEND) == DeliveryResult.FAILED
+    with twilio_rt.session() as session:
+        row = session.get_one(OutboxMessage, outbox_id)
+        consent = session.scalars(
+            select(Consent).where(Consent.patient_id == patient_id).order_by(Consent.id)
+        ).all()[-1]
+        enrollment = session.get_one(Enrollment, enrollment_id)
+        still_consented = has_consent(session, patient_id, Channel.SMS)
+    assert row.status == MessageStatus.FAILED and "21610" in (row.error or "")
+    assert (consent.granted, consent.method) == (False, "provider: recipient unsubscribed")
+    assert not still_consented
+    assert enrollment.state == EnrollmentState.OPTED_OUT
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        INVALID_TO,
+        NOT_SMS_CAPABLE,
+        ApiError(400, 21612, "The 'To' phone number: {to}, is not currently reachable"),
+        ApiError(400, 21408, "Permission to send an SMS has not been enabled for {to}"),
+    ],
+    ids=lambda e: str(e.code),
+)
+def test_invalid_recipient_fails_for_good_naming_the_code_but_not_the_number(
+    twilio_rt: Runtime, fake: FakeTwilio, error: ApiError
+) -> None:
+    outbox_id, patient_id, enrollment_id = _planned_program_message(twilio_rt)
+    phone = _phone(twilio_rt, patient_id)
+    fake.fail_next(error)
+    assert deliver(twilio_rt, outbox_id, now=DAY1_SEND) == DeliveryResult.FAILED
+    row = _row(twilio_rt, outbox_id)
+    assert row.status == MessageStatus.FAILED
+    assert f"twilio {error.code}" in (row.error or "")
+    assert phone not in (row.error or "") and phone[2:] not in (row.error or "")
+    with twilio_rt.session() as session:
+        assert outbox_id not in redispatchable(session, now=DAY1_SEND + timedelta(days=1))
+        assert session.get_one(Enrollment, enrollment_id).state == EnrollmentState.ACTIVE
+
+
+def test_rate_limited_429_waits_for_retry_after_then_sends(
+    twilio_rt: Runtime, fake: FakeTwilio
+) -> None:
+    outbox_id, _, _ = _planned_program_message(twilio_rt)
+    fake.fail_next(too_many_requests(retry_after="120"))
+    assert deliver(twilio_rt, outbox_id, now=DAY1_SEND) == DeliveryResult.DEFERRED
+    row = _row(twilio_rt, outbox_id)
+    assert row.status == MessageStatus.PLANNED
+    assert row.planned_at == DAY1_SEND + timedelta(seconds=120)
+    assert "20429" in (row.error or "")
+    later = DAY1_SEND + timedelta(minutes=5)
+    with twilio_rt.session() as session:
+        assert outbox_id in redispatchable(session, now=later)
+    assert deliver(twilio_rt, outbox_id, now=later) == DeliveryResult.SENT
+    assert [r.status for r in fake.requests] == [429, 201]
+    assert _row(twilio_rt, outbox_id).provider_id == fake.sent[0].sid
+
+
+def test_rate_limited_429_without_retry_after_backs_off(
+    twilio_rt: Runtime, fake: FakeTwilio
+) -> None:
+    outbox_id, _, _ = _planned_program_message(twilio_rt)
+    fake.fail_next(too_many_requests(retry_after=None))
+    assert deliver(twilio_rt, outbox_id, now=DAY1_SEND) == DeliveryResult.DEFERRED
+    assert _row(twilio_rt, outbox_id).planned_at == DAY1_SEND + timedelta(
+        seconds=RATE_LIMIT_BACKOFF
+    )
+
+
+def test_server_error_is_retried_and_sent_the_next_time(
+    twilio_rt: Runtime, fake: FakeTwilio
+) -> None:
+    outbox_id, _, _ = _planned_program_message(twilio_rt)
+    fake.fail_next(SERVER_ERROR)
+    assert deliver(twilio_rt, outbox_id, now=DAY1_SEND) == DeliveryResult.DEFERRED
+    row = _row(twilio_rt, outbox_id)
+    assert (row.status, row.planned_at) == (MessageStatus.PLANNED, DAY1_SEND + RETRY_BACKOFF)
+    later = DAY1_SEND + RETRY_BACKOFF + timedelta(minutes=3)
+    assert deliver(twilio_rt, outbox_id, now=later) == DeliveryResult.SENT
+    assert [r.status for r in fake.requests] == [500, 201]
+
+
+def test_connection_refused_is_transient(twilio_rt: Runtime) -> None:
+    closed = f"http://127.0.0.1:{free_port()}"
+    transport = TwilioSmsTransport(
+        account_sid=ACCOUNT_SID,
+        auth_token=AUTH_TOKEN,
+        status_callback=f"{PUBLIC}/webhooks/twilio/status",
+        messaging_service_sid=SERVICE_SID,
+        api_base_url=closed,
+    )
+    twilio_rt.transports[Channel.SMS] = transport
+    try:
+        outbox_id, _, _ = _planned_program_message(twilio_rt)
+        assert deliver(twilio_rt, outbox_id, now=DAY1_SEND) == DeliveryResult.DEFERRED
+    finally:
+        transport.close()
+    row = _row(twilio_rt, outbox_id)
+    assert row.status == MessageStatus.PLANNED
+    assert "connection failed" in (row.error or "")
+
+
+def test_read_timeout_marks_delivery_unknown_and_never_resends(
+    fake: FakeTwilio, twilio_rt: Runtime
+) -> None:
+    """Twilio may have queued the text before the answer was lost: resending could send twice."""
+    transport = TwilioSmsTransport(
+        account_sid=ACCOUNT_SID,
+        auth_token=AUTH_TOKEN,
+        status_callback=f"{PUBLIC}/webhooks/twilio/status",
+        messaging_service_sid=SERVICE_SID,
+        api_base_url=fake.base_url,
+        timeout=0.3,
+    )
+    twilio_rt.transports[Channel.SMS] = transport
+    fake.stall_next()
+    try:
+        outbox_id, _, _ = _planned_program_message(twilio_rt)
+        assert deliver(twilio_rt, outbox_id, now=DAY1_SEND) == DeliveryResult.UNKNOWN
+    finally:
+        fake.release()
+        transport.close()
+    row = _row(twilio_rt, outbox_id)
+    assert row.status == MessageStatus.UNKNOWN
+    assert "delivery unknown" in (row.error or "")
+    with twilio_rt.session() as session:
+        assert outbox_id not in redispatchable(session, now=DAY1_SEND + timedelta(hours=1))
+
+
+def test_wrong_credentials_keep_the_message_for_a_retry(fake: FakeTwilio) -> None:
+    transport = TwilioSmsTransport(
+        account_sid=ACCOUNT_SID,
+        auth_token="not-the-token",
+        status_callback=f"{PUBLIC}/webhooks/twilio/status",
+        messaging_service_sid=SERVICE_SID,
+        api_base_url=fake.base_url,
+    )
+    try:
+        with pytest.raises(DeliveryError) as caught:
+            transport.send(_message("hello"))
+    finally:
+        transport.close()
+    assert not caught.value.permanent
+    assert "20003" in caught.value.reason
+    assert fake.sent == []
+
+
+def test_over_long_body_is_refused_before_any_http_request(
+    twilio_rt: Runtime, fake: FakeTwilio
+) -> None:
+    patient_id = make_patient(twilio_rt, now=MONDAY)
+    with twilio_rt.session() as session:
+        row = plan(
+            session,
+            patient_id=patient_id,
+            message=RenderedMessage(Channel.SMS, "word " * 80),  # 400 GSM-7 chars: 3 segments
+            purpose=MessagePurpose.HELP,
+            now=DAY1_SEND,
+        )
+        assert row is not None
+        outbox_id = row.id
+    assert deliver(twilio_rt, outbox_id, now=DAY1_SEND) == DeliveryResult.FAILED
+    assert _row(twilio_rt, outbox_id).error == "sms is 3 segments, over the limit of 2"
+    assert fake.requests == []
+
+
+def test_emoji_bodies_are_counted_in_ucs2_segments(twilio_rt: Runtime, fake: FakeTwilio) -> None:
+    transport = twilio_rt.transports[Channel.SMS]
+    with pytest.raises(DeliveryError) as caught:
+        transport.send(_message("🙂" * 71, max_segments=2))  # 142 UTF-16 units: 3 segments
+    assert caught.value.permanent and fake.requests == []
+    transport.send(_message("🙂" * 60, max_segments=2))
+    assert len(fake.sent) == 1
+
+
+def test_failures_never_put_the_number_or_the_text_in_logs_or_errors(
+    twilio_rt: Runtime, fake: FakeTwilio, caplog: pytest.LogCaptureFixture
+) -> None:
+    buffer = io.StringIO()
+    configure(logging.DEBUG, stream=buffer)
+    caplog.set_level(logging.DEBUG)
+    body = "Private journal prompt for Zebulon"
+    message = OutgoingMessage(7, 1, Channel.SMS, "+16502539876", body, max_segments=2)
+    transport = twilio_rt.transports[Channel.SMS]
+    errors = []
+    try:
+        for error in (INVALID_TO, UNSUBSCRIBED, SERVER_ERROR, too_many_requests("5")):
+            fake.fail_next(error)
+            with pytest.raises(DeliveryError) as caught:
+                transport.send(message)
+            errors.append(caught.value)
+        transport.send(message)
+    finally:
+        configure(logging.WARNING)
+    logs = buffer.getvalue() + "\n".join(r.getMessage() for r in caplog.records)
+    assert '"event": "twilio send failed"' in logs
+    for err in errors:
+        assert err.__cause__ is None and err.__context__ is None  # no Twilio text attached
+    for secret in ("+16502539876", "6502539876", body, "Zebulon"):
+        assert secret not in logs
+        assert all(secret not in str(err) for err in errors)
+
+
+def test_the_http_client_rewrites_only_the_api_twilio_com_prefix() -> None:
+    fake_base = BaseUrlHttpClient("http://127.0.0.1:9999/")
+    real = BaseUrlHttpClient(None)
+    try:
+        url = "https://api.twilio.com/2010-04-01/Accounts/AC1/Messages.json"
+        assert (
+            fake_base.rewrite(url) == "http://127.0.0.1:9999/2010-04-01/Accounts/AC1/Messages.json"
+        )
+        assert real.rewrite(url) == url
+        with pytest.raises(DeliveryError):
+            fake_base.rewrite("https://api.twilio.com.evil.example/2010-04-01")
+    finally:
+        fake_base.close()
+        real.close()
+
+
+def test_retry_after_takes_seconds_or_an_http_date_within_bounds() -> None:
+    now = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
+    assert retry_seconds("30") == 30.0
+    assert retry_seconds(format_datetime(now + timedelta(seconds=90), usegmt=True), now=now) == 90
+    assert (
+        retry_seconds(None) == retry_seconds("soon") == retry_seconds("nan") == RATE_LIMIT_BACKOFF
+    )
+    assert retry_seconds("0") == 1.0
+    assert retry_seconds("86400") == 3600.0
