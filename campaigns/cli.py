@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import func, select
 
+from campaigns.cli_users import users_app
 from campaigns.db import migrate
 from campaigns.enrollments import EnrollmentError, enroll
 from campaigns.enums import Channel, EnrollmentState
@@ -33,6 +34,7 @@ app = typer.Typer(
 )
 programs_app = typer.Typer(help="Load and list programs.", no_args_is_help=True)
 app.add_typer(programs_app, name="programs")
+app.add_typer(users_app, name="users")
 console = Console()
 err = Console(stderr=True)
 
@@ -311,6 +313,19 @@ def demo(
     except SettingsError as exc:
         fail(str(exc), 2)
     run_demo(settings, patients=patients, days=days, report_path=report, seed=seed, console=console)
+
+
+@app.command()
+def web(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 8000,
+) -> None:
+    """Serve the staff app, the JSON API and the provider webhooks."""
+    import uvicorn
+
+    from campaigns.web.app import create_app
+
+    uvicorn.run(create_app(_runtime()), host=host, port=port, proxy_headers=True)
 
 
 @app.command("poll-imap")
