@@ -68,10 +68,10 @@ def optional_user(
                 "invalid or revoked API token",
                 headers={"WWW-Authenticate": "Bearer"},
             )
-        request.state.user = user
+        request.state.user, request.state.auth = user, "bearer"
         return user
     user = _session_user(request, session)
-    request.state.user = user
+    request.state.user, request.state.auth = user, "session"
     return user
 
 
@@ -101,3 +101,16 @@ def _require(role: Role) -> Callable[[Request, User | None], User]:
 
 StaffUser = Annotated[User, Depends(_require(Role.STAFF))]
 AdminUser = Annotated[User, Depends(_require(Role.ADMIN))]
+
+
+_UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def api_csrf(request: Request, user: OptionalUser) -> None:
+    """Browser calls to the JSON API ride on the session cookie, so they must echo the CSRF
+    token in ``X-CSRF-Token``; bearer-token clients send no cookies and need none."""
+    if request.method in _UNSAFE and getattr(request.state, "auth", None) == "session" and user:
+        check_csrf(request, request.headers.get("X-CSRF-Token"))
+
+
+ApiCsrf = Depends(api_csrf)
