@@ -12,14 +12,23 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from campaigns.cli_users import users_app
 from campaigns.db import migrate
 from campaigns.enrollments import EnrollmentError, enroll
-from campaigns.enums import Channel, EnrollmentState
+from campaigns.enums import Channel, EnrollmentState, MessageStatus
 from campaigns.inbound import receive_reply
 from campaigns.logs import configure as configure_logging
-from campaigns.models import Alert, Enrollment, Patient, Program, ProgramVersion, utcnow
+from campaigns.models import (
+    Alert,
+    Enrollment,
+    OutboxMessage,
+    Patient,
+    Program,
+    ProgramVersion,
+    utcnow,
+)
 from campaigns.outbox import deliver
 from campaigns.patients import PatientInput, create_patient
 from campaigns.programs import ProgramError, load_folder, store_version
@@ -262,7 +271,9 @@ def reply(
 def status(now: NowOption = None) -> None:
     """Every enrollment: state, progress, next message and open alerts."""
     rt = _runtime()
-    table = Table("patient", "name", "program", "state", "step", "next due (UTC)", "alerts")
+    table = Table(
+        "patient", "name", "program", "state", "step", "next due (UTC)", "alerts", "check"
+    )
     with rt.session() as session:
         rows = session.execute(
             select(Enrollment, Patient, ProgramVersion)
@@ -279,6 +290,7 @@ def status(now: NowOption = None) -> None:
             .tuples()
             .all()
         )
+        unsettled = _unsettled_messages(session)
         for enrollment, patient, version in rows:
             total = sum(1 for s in version.steps if s.track == "main")
             due = (
@@ -292,8 +304,22 @@ def status(now: NowOption = None) -> None:
                 f"{enrollment.main_position}/{total}",
                 due,
                 str(open_alerts.get(patient.id, 0)),
+                unsettled.get(patient.id, ""),
             )
     console.print(table)
+
+
+def _unsettled_messages(session: Session) -> dict[int, str]:
+    """Messages staff must look at: delivery unknown (maybe sent) or failed."""
+    counts = session.execute(
+        select(OutboxMessage.patient_id, OutboxMessage.status, func.count(OutboxMessage.id))
+        .where(OutboxMessage.status.in_([MessageStatus.UNKNOWN, MessageStatus.FAILED]))
+        .group_by(OutboxMessage.patient_id, OutboxMessage.status)
+    ).tuples()
+    out: dict[int, list[str]] = {}
+    for patient_id, state, count in counts:
+        out.setdefault(patient_id, []).append(f"{count} {state.value}")
+    return {pid: ", ".join(parts) for pid, parts in out.items()}
 
 
 @app.command()

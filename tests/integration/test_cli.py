@@ -107,3 +107,20 @@ def test_loading_a_broken_program_names_file_and_line(cli_env: Path, tmp_path: P
     code, out = invoke("programs", "load", str(folder))
     assert code == 1
     assert "steps/d2-write/sms.txt.j2:2" in out.replace("\n", "")
+
+
+def test_status_shows_messages_staff_must_check(cli_env: Path, db_url: str) -> None:
+    from sqlalchemy import update
+
+    from campaigns.db import engine_for
+    from campaigns.enums import MessageStatus
+    from campaigns.models import OutboxMessage
+
+    invoke("init")
+    invoke(*enroll_args(), "--now", "2026-03-02T12:00:00")
+    invoke("tick", "--now", "2026-03-02T15:31:00")
+    with engine_for(db_url).begin() as conn:
+        conn.execute(update(OutboxMessage).values(status=MessageStatus.UNKNOWN))
+    code, out = invoke("status")
+    assert code == 0
+    assert "1 unknown" in out
