@@ -31,7 +31,13 @@ from campaigns.models import (
 )
 from campaigns.outbox import deliver
 from campaigns.patients import PatientInput, create_patient
-from campaigns.programs import ProgramError, load_folder, store_version
+from campaigns.programs import (
+    ProgramError,
+    bundled_folders,
+    latest_version_id,
+    load_folder,
+    store_version,
+)
 from campaigns.runtime import Runtime, build_runtime
 from campaigns.scheduler import tick as run_tick
 from config.settings import SettingsError, get_settings
@@ -78,10 +84,6 @@ def _now(value: datetime | None) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def bundled_program_dirs(templates_dir: Path) -> list[Path]:
-    return sorted(p.parent for p in (templates_dir / "programs").glob("*/program.yaml"))
-
-
 def load_program(rt: Runtime, folder: Path, *, by: str) -> tuple[ProgramVersion, bool]:
     loaded = load_folder(folder, rt.settings.templates_dir)
     with rt.session() as session:
@@ -93,7 +95,7 @@ def init() -> None:
     """Create or upgrade the database and load the bundled programs."""
     rt = _runtime()
     migrate(rt.settings.resolved_database_url)
-    for folder in bundled_program_dirs(rt.settings.templates_dir):
+    for folder in bundled_folders(rt.settings.templates_dir):
         try:
             version, created = load_program(rt, folder, by="campaigns init")
         except ProgramError as exc:
@@ -147,13 +149,7 @@ def programs_list() -> None:
 
 def latest_version(rt: Runtime, slug: str) -> int:
     with rt.session() as session:
-        version_id = session.scalar(
-            select(ProgramVersion.id)
-            .join(Program)
-            .where(Program.slug == slug)
-            .order_by(ProgramVersion.version.desc())
-            .limit(1)
-        )
+        version_id = latest_version_id(session, slug)
     if version_id is None:
         fail(f"no program {slug!r}; run `campaigns init` or `campaigns programs list`")
     return version_id

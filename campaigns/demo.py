@@ -29,10 +29,10 @@ from campaigns.demo_scripts import CastMember, PatientScript, ScriptedReply, cas
 from campaigns.enrollments import enroll, rules_of
 from campaigns.enums import MessagePurpose, MessageStatus
 from campaigns.inbound import receive_reply
-from campaigns.models import Enrollment, OutboxMessage, Patient, Program, ProgramVersion
+from campaigns.models import Enrollment, OutboxMessage, Patient, ProgramVersion
 from campaigns.outbox import REDISPATCH_AFTER, DeliveryResult, deliver
 from campaigns.patients import PatientInput, create_patient
-from campaigns.programs import load_folder, store_version
+from campaigns.programs import bundled_folders, latest_version_id, load_folder, store_version
 from campaigns.runtime import Runtime, build_runtime
 from campaigns.scheduler import tick
 from config.settings import Settings
@@ -83,22 +83,14 @@ def demo_settings(settings: Settings) -> Settings:
 
 def load_programs(rt: Runtime) -> int:
     """Store every bundled program; returns the version the demo enrols patients on."""
-    folders = sorted(
-        p.parent for p in (rt.settings.templates_dir / "programs").glob("*/program.yaml")
-    )
+    folders = bundled_folders(rt.settings.templates_dir)
     if not folders:
         raise RuntimeError(f"no programs under {rt.settings.templates_dir / 'programs'}")
     with rt.session() as session:
         for folder in folders:
             store_version(session, load_folder(folder, rt.settings.templates_dir), by=ACTOR)
         slug = PROGRAM_SLUG if any(f.name == PROGRAM_SLUG for f in folders) else folders[0].name
-        version_id = session.scalar(
-            select(ProgramVersion.id)
-            .join(Program)
-            .where(Program.slug == slug)
-            .order_by(ProgramVersion.version.desc())
-            .limit(1)
-        )
+        version_id = latest_version_id(session, slug)
     assert version_id is not None
     return version_id
 

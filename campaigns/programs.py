@@ -286,3 +286,18 @@ def store_version(
             )
     session.flush()
     return version, True
+
+
+def bundled_folders(templates_dir: Path) -> list[Path]:
+    """The program folders shipped under ``templates/programs``, in a stable order."""
+    return sorted(p.parent for p in (templates_dir / "programs").glob(f"*/{PROGRAM_FILE}"))
+
+
+def latest_version_id(session: Session, slug: str) -> int | None:
+    return session.scalar(
+        select(ProgramVersion.id)
+        .join(Program)
+        .where(Program.slug == slug)
+        .order_by(ProgramVersion.version.desc())
+        .limit(1)
+    )
