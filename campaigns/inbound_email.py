@@ -19,15 +19,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from email import policy
 from email.errors import HeaderParseError
-from email.message import EmailMessage, MIMEPart
+from email.message import EmailMessage
 from email.parser import BytesParser
-from html.parser import HTMLParser
 
-from mailparser_reply import EmailMessage as ReplyThread
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from campaigns.email_headers import MAX_MESSAGE_ID, read_reply_address, read_unsubscribe_subject
+from campaigns.email_text import body_text, new_words
 from campaigns.enrollments import apply_outcome, pacing_state
 from campaigns.enums import Channel, EnrollmentState
 from campaigns.inbound import receive_reply
@@ -35,14 +34,11 @@ from campaigns.logs import get_logger
 from campaigns.models import Enrollment, OutboxMessage, Patient
 from campaigns.pacing import opt_out
 from campaigns.patients import has_consent, record_consent
-from campaigns.replies import parse_reply
 from campaigns.runtime import Runtime
 from campaigns.tokens import InvalidToken, UnsubscribeClaim, read_unsubscribe_token
 
 log = get_logger(__name__)
 ACTOR = "patient"
-#: A longer "signature" is more likely the patient's own words after a "Thanks," line.
-MAX_SIGNATURE_LINES = 6
 #: Enough threading ids to find ours in any real conversation; bounds the lookup query.
 MAX_THREAD_IDS = 50
 _MSGID = re.compile(r"<[^<>\s]+>")
@@ -227,13 +223,16 @@ def _parsed(message: EmailMessage) -> ParsedEmail:
     if not (message["From"] or message["Message-ID"]):
         raise UnparseableEmail("not an email: no From or Message-ID header")
     senders = _addresses(message, "From")
+    body = body_text(message)
+    if body is None:
+        raise UnparseableEmail("no text in the email")
     return ParsedEmail(
         message_id=_first_id(message.get("Message-ID")),
         thread_ids=_thread_ids(message),
         recipients=_recipients(message),
         sender=senders[0] if senders else None,
         subject=str(message.get("Subject", "")),
-        body=_body_text(message),
+        body=body,
         automatic=_is_automatic(message),
     )
 
@@ -278,157 +277,3 @@ def _is_automatic(message: EmailMessage) -> bool:
         or message.get_content_type() == "multipart/report"
         or any(s in sender for s in _AUTOMATIC_SENDERS)
     )
-
-
-def _body_text(message: EmailMessage) -> str:
-    part = message.get_body(preferencelist=("plain", "html"))
-    if part is None:
-        raise UnparseableEmail("no text in the email")
-    text = _decoded(part)
-    return html_to_text(text) if part.get_content_type() == "text/html" else text
-
-
-def _decoded(part: MIMEPart) -> str:
-    try:
-        content = part.get_content()
-    except (LookupError, UnicodeError):  # an unknown or lying charset
-        payload = part.get_payload(decode=True)
-        content = payload.decode("utf-8", "replace") if isinstance(payload, bytes) else ""
-    return content if isinstance(content, str) else ""
-
-
-# --- the patient's new words ----------------------------------------------------------------
-
-
-_QUOTED = re.compile(r"^[ \t]*>.*(?:\n|$)", re.MULTILINE)
-_ATTRIBUTION = re.compile(r"^[ \t]*on\b[^\n]{0,300}\bwrote:[ \t]*(?:\n|$)", re.I | re.M)
-_FALLBACK_CUT = re.compile(
-    r"^[ \t]*(?:on\b.{0,300}\bwrote:[ \t]*$|-{2,}[ \t]*original message|_{10,}[ \t]*$"
-    r"|from:[ \t].*\n[ \t]*(?:sent|date):|--[ \t]*$|sent from my\b|get outlook for\b)",
-    re.IGNORECASE | re.MULTILINE,
-)
-
-
-def new_words(body: str) -> str:
-    """What the patient wrote above (or between) the quoted email, without signatures.
-
-    ``mailparser_reply`` splits the thread at "On ... wrote:" and Outlook "From:/Sent:"
-    headers and finds signatures; ">" lines are dropped after it. Two guards keep a
-    patient's words from being mistaken for cruft: a "signature" longer than a few lines
-    is kept, and if dropping the signature would hide crisis language, it is kept too.
-    """
-    text = body.replace("\r\n", "\n").replace("\r", "\n").replace("\xa0", " ")
-    try:
-        words = _library_words(text)
-    except Exception:  # a parser bug must not lose the reply: fall back
-        words = None
-    return words if words is not None else _fallback_words(text)
-
-
-def _library_words(text: str) -> str | None:
-    replies = ReplyThread(text=text, languages=["en"], keep_hyphen_lists=True).read().replies
-    for reply in replies:
-        with_signature = _unquoted(reply.full_body)
-        without = _unquoted(reply.body)
-        if not with_signature:
-            continue
-        if not without or len(reply.signatures.splitlines()) > MAX_SIGNATURE_LINES:
-            return with_signature
-        if parse_reply(with_signature).crisis and not parse_reply(without).crisis:
-            return with_signature
-        return without
-    return None
-
-
-def _fallback_words(text: str) -> str:
-    cut = _FALLBACK_CUT.search(text)
-    head = text[: cut.start()] if cut else text
-    return _unquoted(head) or _unquoted(text)
-
-
-def _unquoted(text: str) -> str:
-    return _ATTRIBUTION.sub("", _QUOTED.sub("", text)).strip()
-
-
-# --- HTML-only replies ----------------------------------------------------------------------
-
-
-_BLOCKS = frozenset(
-    {"p", "div", "br", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "table", "ul", "ol"}
-)
-_SKIPPED = frozenset({"head", "style", "script", "title", "template"})
-_QUOTE_CLASSES = ("yahoo_quoted",)  # Yahoo quotes in a div, not a blockquote
-_OUTLOOK_SEPARATOR = "_" * 32
-
-
-class _TextExtractor(HTMLParser):
-    """Text with line breaks where blocks end; blockquote content becomes "> " lines so
-    the same quote stripping serves plain-text and HTML-only replies."""
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.lines: list[str] = []
-        self._line: list[str] = []
-        self._quote_depth = 0
-        self._line_depth = 0
-        self._skip = 0
-        self._stack: list[tuple[str, bool]] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag == "body":
-            self._skip = 0  # an unclosed <head> must not hide the whole message
-        if tag in _SKIPPED:
-            self._skip += 1
-        quoting = tag == "blockquote" or any(
-            name == "class" and value and any(c in value for c in _QUOTE_CLASSES)
-            for name, value in attrs
-        )
-        if tag not in ("br", "hr", "img", "meta", "link", "input"):
-            self._stack.append((tag, quoting))
-        if tag in _BLOCKS:
-            self._break()
-        if tag == "hr":  # Outlook puts one above the quoted message's From:/Sent: block
-            self._break()
-            self.lines.extend(["", _OUTLOOK_SEPARATOR])
-        if quoting:
-            self._break()
-            self._quote_depth += 1
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in _BLOCKS:
-            self._break()
-        if all(open_tag != tag for open_tag, _ in self._stack):
-            return  # a stray end tag closes nothing
-        while self._stack:
-            open_tag, quoting = self._stack.pop()
-            if quoting:
-                self._break()
-                self._quote_depth -= 1
-            if open_tag in _SKIPPED:
-                self._skip -= 1
-            if open_tag == tag:
-                break
-
-    def handle_data(self, data: str) -> None:
-        if self._skip:
-            return
-        if not self._line:
-            self._line_depth = self._quote_depth
-        self._line.append(data)
-
-    def _break(self) -> None:
-        text = re.sub(r"\s+", " ", "".join(self._line)).strip()
-        self._line = []
-        if text:
-            self.lines.append("> " * self._line_depth + text)
-
-    def text(self) -> str:
-        self._break()
-        return "\n".join(self.lines)
-
-
-def html_to_text(html: str) -> str:
-    extractor = _TextExtractor()
-    extractor.feed(html)
-    extractor.close()
-    return extractor.text()

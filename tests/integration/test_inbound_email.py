@@ -18,8 +18,8 @@ from sqlalchemy import select
 
 from campaigns.channels.smtp_email import SmtpConfig, SmtpEmailTransport
 from campaigns.email_headers import EmailIdentity
+from campaigns.email_text import html_to_text, new_words
 from campaigns.enums import Channel, EnrollmentState, MessagePurpose, MessageStatus, StepKind
-from campaigns.inbound_email import html_to_text, new_words
 from campaigns.logs import configure
 from campaigns.models import Consent, Enrollment, InboundReply, OutboxMessage, Patient, ProgramStep
 from campaigns.outbox import deliver
