@@ -338,6 +338,26 @@ def demo(
 
 
 @app.command()
+def doctor() -> None:
+    """Check database, migrations, broker, workers, beat and channel credentials."""
+    from worker.doctor import Verdict, run_checks
+
+    rt = _runtime()
+    checks = run_checks(rt)
+    table = Table("check", "", "detail")
+    marks = {
+        Verdict.OK: "[green]ok[/]",
+        Verdict.WARN: "[yellow]warn[/]",
+        Verdict.FAIL: "[red]FAIL[/]",
+    }
+    for check in checks:
+        table.add_row(check.name, marks[check.verdict], check.detail)
+    console.print(table)
+    if any(c.verdict == Verdict.FAIL for c in checks):
+        raise typer.Exit(1)
+
+
+@app.command()
 def web(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port.")] = 8000,

@@ -416,6 +416,16 @@ class ProgramDraft(Base):
     updated_by: Mapped[str] = mapped_column(String(320))
 
 
+class Heartbeat(Base):
+    """Last sign of life of each periodic job, so ``doctor`` and metrics can spot a dead beat."""
+
+    __tablename__ = "heartbeats"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    at: Mapped[datetime] = mapped_column()
+    data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
 class ImmutableRowError(RuntimeError):
     """Raised when code tries to change history: events, or a published program version."""
 

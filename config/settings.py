@@ -82,6 +82,9 @@ class Settings(BaseSettings):
     imap_password: SecretStr | None = None
     imap_folder: str = "INBOX"
 
+    #: When set, ``/metrics`` requires ``Authorization: Bearer <token>``.
+    metrics_token: SecretStr | None = None
+
     rate_limit_redis_url: str | None = None
     sms_per_second: float = Field(default=10.0, gt=0, le=10_000)
     email_per_second: float = Field(default=20.0, gt=0, le=10_000)

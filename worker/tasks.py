@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from datetime import timedelta
 from functools import lru_cache
 
+from campaigns.heartbeats import TICK, beat
 from campaigns.logs import configure as configure_logging
 from campaigns.models import utcnow
 from campaigns.outbox import DeliveryResult, deliver, sweep_stale_sending
@@ -29,7 +31,12 @@ def enqueue_sends(outbox_ids: Sequence[int]) -> None:
 
 @app.task(name=TICK_TASK)  # type: ignore[untyped-decorator]
 def tick_task() -> dict[str, int]:
-    return tick(runtime(), now=utcnow(), dispatch=enqueue_sends).as_dict()
+    rt = runtime()
+    started = time.perf_counter()
+    summary = tick(rt, now=utcnow(), dispatch=enqueue_sends).as_dict()
+    with rt.session() as session:
+        beat(session, TICK, now=utcnow(), seconds=time.perf_counter() - started, **summary)
+    return summary
 
 
 @app.task(name=SEND_TASK)  # type: ignore[untyped-decorator]

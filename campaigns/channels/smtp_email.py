@@ -11,6 +11,7 @@ recipient's address, so reasons carry the code only and the original exception i
 
 from __future__ import annotations
 
+import contextlib
 import smtplib
 import ssl
 import threading
@@ -116,6 +117,15 @@ class SmtpEmailTransport:
                 )
             options = ["SMTPUTF8", "BODY=8BITMIME"]
         smtp.sendmail(self.identity.sender, [to], data, options)
+
+    def check_connection(self) -> None:
+        """Connect, negotiate TLS and log in as a send would, then hang up."""
+        try:
+            smtp = self._open()
+        except (smtplib.SMTPException, OSError) as exc:
+            raise delivery_error(exc) from None
+        with contextlib.suppress(smtplib.SMTPException, OSError):
+            smtp.quit()
 
     def close(self) -> None:
         """Say QUIT; call when the process is done sending (tests, shutdown)."""

@@ -162,6 +162,20 @@ class TwilioSmsTransport:
         )
         raise error
 
+    def check_credentials(self) -> str:
+        """Fetch our own account: proves the SID and token work without sending anything."""
+        try:
+            account = self.client.api.v2010.accounts(self.client.account_sid).fetch()
+        except TwilioRestException as exc:
+            raise DeliveryError(
+                f"twilio: credentials refused (code {exc.code})", permanent=True
+            ) from None
+        except requests.RequestException as exc:
+            raise DeliveryError(
+                f"twilio: unreachable ({type(exc).__name__})", permanent=False
+            ) from None
+        return str(account.status)
+
     def close(self) -> None:
         """Release pooled connections (tests, shutdown)."""
         self.http.close()

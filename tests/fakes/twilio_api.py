@@ -27,6 +27,7 @@ from campaigns.segments import count_segments
 
 ACCOUNT_SID = "AC" + "0" * 31 + "1"
 AUTH_TOKEN = "fake-auth-token-0123456789abcdef"
+_ACCOUNT_PATH = re.compile(r"^/2010-04-01/Accounts/(?P<account>AC[0-9a-f]{32})\.json$")
 _MESSAGES_PATH = re.compile(r"^/2010-04-01/Accounts/(?P<account>AC[0-9a-f]{32})/Messages\.json$")
 #: How long a stalled response waits for release before answering anyway.
 _STALL_LIMIT = 10.0
@@ -122,6 +123,17 @@ class FakeTwilio:
             return self._record(account, form, error.status, error)
         return self._created(account, form)
 
+    def account(self, path: str, authorization: str | None) -> Response:
+        """GET /2010-04-01/Accounts/{sid}.json: what a credentials check fetches."""
+        match = _ACCOUNT_PATH.match(path)
+        if match is None:
+            return Response(404, {"code": 20404, "message": "not found", "status": 404})
+        if match["account"] != self.account_sid or not self._authorized(authorization):
+            error = BAD_CREDENTIALS
+            body = {"code": error.code, "message": error.message, "status": error.status}
+            return Response(error.status, body)
+        return Response(200, {"sid": self.account_sid, "status": "active", "type": "Full"})
+
     def take_stall(self) -> bool:
         with self._lock:
             if self._stalls <= 0:
@@ -205,6 +217,9 @@ class _Handler(BaseHTTPRequestHandler):
         if response.status == 201 and fake.take_stall():
             fake.wait_released()
         self._send(response)
+
+    def do_GET(self) -> None:
+        self._send(self.server.fake.account(self.path, self.headers.get("Authorization")))
 
     def _send(self, response: Response) -> None:
         payload = json.dumps(response.body).encode()

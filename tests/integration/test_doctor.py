@@ -1,0 +1,144 @@
+"""``campaigns doctor`` names what is wrong, checked against real services and peers."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import redis
+
+from campaigns.channels.smtp_email import SmtpConfig, SmtpEmailTransport
+from campaigns.channels.twilio_sms import TwilioSmsTransport
+from campaigns.email_headers import EmailIdentity
+from campaigns.enums import Channel
+from campaigns.runtime import Runtime, build_runtime
+from tests.conftest import REDIS_URL, REPO, require_service
+from tests.fakes import twilio_api
+from tests.fakes.smtp_server import PASSWORD, USERNAME, smtp_server
+from tests.fakes.tls import make_certificates
+from worker.app import create_app
+from worker.doctor import Verdict, check_channels, check_migrations, run_checks
+
+
+def _by_name(rt: Runtime) -> dict[str, Verdict]:
+    return {c.name: c.verdict for c in run_checks(rt)}
+
+
+def test_a_fresh_embedded_install_reports_missing_worker_and_beat(rt: Runtime) -> None:
+    verdicts = _by_name(rt)
+    assert verdicts["database"] == verdicts["migrations"] == verdicts["broker"] == Verdict.OK
+    assert verdicts["workers"] == verdicts["beat"] == Verdict.FAIL
+    assert verdicts["smtp"] == verdicts["twilio"] == Verdict.WARN
+
+
+def test_an_unmigrated_database_says_to_run_init(tmp_path: Path, rt: Runtime) -> None:
+    empty = build_runtime(
+        rt.settings.model_copy(update={"database_url": f"sqlite:///{tmp_path / 'empty.db'}"})
+    )
+    check = check_migrations(empty)
+    empty.engine.dispose()
+    assert check.verdict == Verdict.FAIL
+    assert "campaigns init" in check.detail
+
+
+def test_smtp_and_twilio_credentials_are_probed_without_sending(
+    rt: Runtime, tmp_path: Path
+) -> None:
+    certs = make_certificates(tmp_path / "tls")
+    with (
+        smtp_server("starttls", tls=certs.server_context(), require_auth=True) as server,
+        twilio_api.running() as fake,
+    ):
+        identity = EmailIdentity.from_settings(rt.settings)
+        good = SmtpEmailTransport(
+            SmtpConfig("127.0.0.1", server.port, "starttls", USERNAME, PASSWORD, timeout=5),
+            identity,
+            ssl_context=certs.client_context(),
+        )
+        twilio = TwilioSmsTransport(
+            account_sid=fake.account_sid,
+            auth_token=fake.auth_token,
+            status_callback="https://clinic.example/s",
+            messaging_service_sid="MG" + "0" * 32,
+            api_base_url=fake.base_url,
+        )
+        rt.transports = {Channel.EMAIL: good, Channel.SMS: twilio}
+        ok = {c.name: c for c in check_channels(rt)}
+        rt.transports[Channel.EMAIL] = SmtpEmailTransport(
+            SmtpConfig("127.0.0.1", server.port, "starttls", USERNAME, "wrong", timeout=5),
+            identity,
+            ssl_context=certs.client_context(),
+        )
+        rt.transports[Channel.SMS] = TwilioSmsTransport(
+            account_sid=fake.account_sid,
+            auth_token="wrong-token",
+            status_callback="https://clinic.example/s",
+            messaging_service_sid="MG" + "0" * 32,
+            api_base_url=fake.base_url,
+        )
+        bad = {c.name: c for c in check_channels(rt)}
+        twilio.close()
+        assert server.handler.received == []  # probing sends no mail
+    assert ok["smtp"].verdict == ok["twilio"].verdict == Verdict.OK
+    assert bad["smtp"].verdict == bad["twilio"].verdict == Verdict.FAIL
+    assert "20003" in bad["twilio"].detail
+    assert fake.requests == []  # nothing was sent
+
+
+@pytest.mark.slow
+def test_a_running_worker_and_a_recent_tick_are_healthy(rt: Runtime, tmp_path: Path) -> None:
+    try:
+        redis.Redis.from_url(REDIS_URL).ping()
+    except redis.RedisError as exc:
+        require_service("Redis", exc)
+    redis.Redis.from_url(REDIS_URL).flushdb()
+    settings = rt.settings.model_copy(update={"broker_url": REDIS_URL})
+    env = {
+        **os.environ,
+        "CAMPAIGNS_DATA_DIR": str(settings.data_dir),
+        "CAMPAIGNS_DATABASE_URL": settings.resolved_database_url,
+        "CAMPAIGNS_BROKER_URL": REDIS_URL,
+        "CAMPAIGNS_SECRET_KEY": "test-secret-key-that-is-long-enough-000000",
+    }
+    log = (tmp_path / "worker.log").open("w")
+    worker = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "worker.app",
+            "worker",
+            "-Q",
+            "ticks,sends,default",
+            "-c",
+            "1",
+            "--without-mingle",
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        checked = build_runtime(settings)
+        app = create_app(settings)
+        app.send_task("campaigns.tick")
+        deadline = time.monotonic() + 60
+        verdicts: dict[str, Verdict] = {}
+        while time.monotonic() < deadline:
+            verdicts = _by_name(checked)
+            if verdicts["workers"] == verdicts["beat"] == Verdict.OK:
+                break
+            time.sleep(1)
+        app.close()
+    finally:
+        worker.terminate()
+        worker.wait(30)
+        log.close()
+    assert verdicts["workers"] == Verdict.OK
+    assert verdicts["beat"] == Verdict.OK

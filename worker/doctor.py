@@ -1,0 +1,157 @@
+"""``campaigns doctor``: what is wrong with this deployment, in plain words.
+
+Each check is independent and says what to do next; one broken part does not hide the
+state of the others.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from enum import StrEnum
+
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import text
+
+from campaigns.channels.base import DeliveryError
+from campaigns.db import alembic_config
+from campaigns.enums import Channel
+from campaigns.heartbeats import TICK, last_beat
+from campaigns.models import utcnow
+from campaigns.runtime import Runtime
+from worker.app import create_app
+
+#: Beat ticks every minute; three missed ticks means it is not running.
+BEAT_STALE = timedelta(minutes=3)
+
+
+class Verdict(StrEnum):
+    OK = "ok"
+    WARN = "warn"
+    FAIL = "fail"
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    verdict: Verdict
+    detail: str
+
+
+def check_database(rt: Runtime) -> Check:
+    try:
+        with rt.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except Exception as exc:
+        return Check(
+            "database",
+            Verdict.FAIL,
+            f"cannot connect ({type(exc).__name__}); "
+            "check CAMPAIGNS_DATABASE_URL and that the server is up",
+        )
+    return Check("database", Verdict.OK, f"connected ({rt.engine.dialect.name})")
+
+
+def check_migrations(rt: Runtime) -> Check:
+    url = rt.settings.resolved_database_url
+    head = ScriptDirectory.from_config(alembic_config(url)).get_current_head()
+    try:
+        with rt.engine.connect() as conn:
+            current = MigrationContext.configure(conn).get_current_revision()
+    except Exception as exc:
+        return Check("migrations", Verdict.FAIL, f"cannot read ({type(exc).__name__})")
+    if current != head:
+        return Check(
+            "migrations",
+            Verdict.FAIL,
+            f"database at {current or 'nothing'}, code expects {head}: run `campaigns init`",
+        )
+    return Check("migrations", Verdict.OK, f"at {head}")
+
+
+def check_broker(rt: Runtime) -> Check:
+    url = rt.settings.resolved_broker_url
+    app = create_app(rt.settings)
+    try:
+        with app.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1, timeout=3)
+    except Exception as exc:
+        return Check(
+            "broker",
+            Verdict.FAIL,
+            f"cannot reach the broker ({type(exc).__name__}); check CAMPAIGNS_BROKER_URL",
+        )
+    finally:
+        app.close()
+    kind = url.split("://", 1)[0]
+    return Check("broker", Verdict.OK, f"reachable ({kind})")
+
+
+def check_workers(rt: Runtime) -> Check:
+    app = create_app(rt.settings)
+    try:
+        replies = app.control.ping(timeout=2.0) or []
+    except Exception as exc:
+        return Check("workers", Verdict.FAIL, f"cannot ask workers ({type(exc).__name__})")
+    finally:
+        app.close()
+    if not replies:
+        return Check(
+            "workers",
+            Verdict.FAIL,
+            "no worker answered: start one with "
+            "`celery -A worker.app worker -Q ticks,sends,default`",
+        )
+    return Check("workers", Verdict.OK, f"{len(replies)} worker(s) answered")
+
+
+def check_beat(rt: Runtime) -> Check:
+    with rt.session() as session:
+        tick = last_beat(session, TICK)
+    if tick is None:
+        return Check(
+            "beat", Verdict.FAIL, "no tick has ever run: start `celery -A worker.app beat`"
+        )
+    age = utcnow() - tick.at
+    if age > BEAT_STALE:
+        minutes = int(age.total_seconds() // 60)
+        return Check("beat", Verdict.FAIL, f"last tick {minutes} min ago: is beat running?")
+    return Check("beat", Verdict.OK, f"last tick {int(age.total_seconds())} s ago")
+
+
+def _transport_check(name: str, probe: Callable[[], object]) -> Check:
+    try:
+        result = probe()
+    except DeliveryError as exc:
+        return Check(name, Verdict.FAIL, exc.reason)
+    return Check(name, Verdict.OK, "credentials accepted" + (f" ({result})" if result else ""))
+
+
+def check_channels(rt: Runtime) -> list[Check]:
+    """Real providers are probed without sending anything; file transports are only noted."""
+    from campaigns.channels.smtp_email import SmtpEmailTransport
+    from campaigns.channels.twilio_sms import TwilioSmsTransport
+
+    email, sms = rt.transports.get(Channel.EMAIL), rt.transports.get(Channel.SMS)
+    checks = [
+        _transport_check("smtp", email.check_connection)
+        if isinstance(email, SmtpEmailTransport)
+        else Check("smtp", Verdict.WARN, "email is written to files (CAMPAIGNS_EMAIL_TRANSPORT)"),
+        _transport_check("twilio", sms.check_credentials)
+        if isinstance(sms, TwilioSmsTransport)
+        else Check("twilio", Verdict.WARN, "SMS is written to files (CAMPAIGNS_SMS_TRANSPORT)"),
+    ]
+    return checks
+
+
+def run_checks(rt: Runtime) -> list[Check]:
+    return [
+        check_database(rt),
+        check_migrations(rt),
+        check_broker(rt),
+        check_workers(rt),
+        check_beat(rt),
+        *check_channels(rt),
+    ]
