@@ -52,8 +52,15 @@ def engine_for(url: str) -> Engine:
     return make_engine(url)
 
 
+_FACTORIES: dict[int, sessionmaker[Session]] = {}
+
+
 def session_factory(engine: Engine) -> sessionmaker[Session]:
-    return sessionmaker(engine, expire_on_commit=False)
+    """One factory per engine: building a sessionmaker per transaction is measurable."""
+    factory = _FACTORIES.get(id(engine))
+    if factory is None or factory.kw.get("bind") is not engine:
+        factory = _FACTORIES[id(engine)] = sessionmaker(engine, expire_on_commit=False)
+    return factory
 
 
 @contextmanager

@@ -1,0 +1,117 @@
+"""B1 enrolment: a generated CSV of new patients through ``campaigns.bulk`` beside the
+one-row-per-transaction ORM path (``create_patient`` + ``enroll``) and raw executemany."""
+
+from __future__ import annotations
+
+import csv
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+
+from bench.common import WORK_DIR, Figure
+from bench.datagen import ZONES, version_of
+from campaigns.bulk import bulk_enroll, validate
+from campaigns.enrollments import enroll
+from campaigns.patients import PatientInput, create_patient
+from campaigns.runtime import Runtime
+
+GOAL_PER_S = 20_000.0
+FIELDS = ("first_name", "last_name", "email", "phone", "timezone", "channel", "send_time",
+          "consent_sms", "consent_email", "external_ref")  # fmt: skip
+
+
+def write_csv(path: Path, n: int, *, prefix: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as fh:
+        out = csv.writer(fh)
+        out.writerow(FIELDS)
+        for i in range(n):
+            sms = i % 5 != 0
+            minute = (i * 37) % 660
+            out.writerow((
+                f"Pat{i}", "Bench", f"{prefix}{i}@example.org",
+                f"(212) {200 + (i // 10_000) % 700:03d}-{i % 10_000:04d}",
+                ZONES[i % len(ZONES)], "sms" if sms else "email",
+                f"{9 + minute // 60:02d}:{minute % 60:02d}", "true" if sms else "false",
+                "false" if sms else "true", f"{prefix}{i}",
+            ))  # fmt: skip
+    return path
+
+
+def read_csv(path: Path) -> Iterator[dict[str, str]]:
+    with path.open(newline="") as fh:
+        yield from csv.DictReader(fh)
+
+
+def baseline(rt: Runtime, path: Path, version_id: int, n: int, *, now: datetime) -> float:
+    """Rows per second through the ORM with one transaction per row."""
+    version = version_of(rt, version_id)
+    start = time.perf_counter()
+    for count, row in enumerate(read_csv(path)):
+        if count >= n:
+            break
+        data = validate(count + 2, row)
+        assert isinstance(data, PatientInput), data
+        with rt.session() as session:
+            patient = create_patient(session, data, by="bench", now=now)
+            current = session.merge(version, load=False)
+            enroll(session, patient, current, rt.window, by="bench", now=now)
+    return n / (time.perf_counter() - start)
+
+
+def raw_ceiling(rt: Runtime, n: int) -> float:
+    """Raw executemany of patient-sized rows into a scratch table, one transaction."""
+    rows = [(i, f"Pat{i}", f"p{i}@example.org", "+12125550100", "America/New_York")
+            for i in range(n)]  # fmt: skip
+    raw = rt.engine.raw_connection()
+    try:
+        cur = raw.cursor()
+        cur.execute("DROP TABLE IF EXISTS bench_scratch_p")
+        cur.execute(
+            "CREATE TABLE bench_scratch_p (id INTEGER PRIMARY KEY, first_name VARCHAR(100),"
+            " email VARCHAR(320), phone VARCHAR(16), timezone VARCHAR(64))"
+        )
+        raw.commit()
+        mark = "?" if rt.engine.dialect.name == "sqlite" else "%s"
+        start = time.perf_counter()
+        if rt.engine.dialect.name == "sqlite":
+            cur.execute("BEGIN")
+        cur.executemany(f"INSERT INTO bench_scratch_p VALUES ({', '.join([mark] * 5)})", rows)
+        raw.commit()
+        elapsed = time.perf_counter() - start
+        cur.execute("DROP TABLE bench_scratch_p")
+        raw.commit()
+    finally:
+        raw.close()
+    return n / elapsed
+
+
+def run(rt: Runtime, *, db: str, rows: int, version_id: int, now: datetime, base_n: int) -> Figure:
+    path = write_csv(WORK_DIR / f"enrol-{db}-{rows}.csv", rows, prefix=f"csv{db}")
+    version = version_of(rt, version_id)
+    start = time.perf_counter()
+    result = bulk_enroll(rt.session, read_csv(path), version, rt.window, by="bench", now=now)
+    elapsed = time.perf_counter() - start
+    base_path = write_csv(WORK_DIR / f"enrol-base-{db}.csv", base_n, prefix=f"base{db}")
+    base = baseline(rt, base_path, version_id, base_n, now=now)
+    ceiling = raw_ceiling(rt, rows)
+    rate = result.created / elapsed
+    path.unlink(missing_ok=True)
+    base_path.unlink(missing_ok=True)
+    return Figure(
+        workload="B1",
+        db=db,
+        size=rows,
+        metric="bulk enrol from CSV",
+        unit="rows/s",
+        better="higher",
+        ours=rate,
+        baseline=base,
+        baseline_desc=f"ORM create_patient + enroll, one transaction per row ({base_n} rows)",
+        ceiling=ceiling,
+        ceiling_desc="raw executemany of patient-sized rows, one transaction",
+        goal=">= 20,000 rows/s",
+        goal_met=rate >= GOAL_PER_S,
+        extra={"created": result.created, "errors": len(result.errors), "seconds": elapsed},
+    )

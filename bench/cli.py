@@ -1,0 +1,189 @@
+"""``bench/run``: every workload at every size and database, as a table and a JSON file."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from bench import b1_enrol, b2_tick, b3_send, b5_ratelimit
+from bench.common import (
+    BENCH_NOW,
+    Figure,
+    bench_runtime,
+    fresh_database,
+    parse_size,
+    quiet_logs,
+    size_label,
+)
+from bench.datagen import populate, seed_program
+
+WORKLOADS = ("B1", "B2", "B3", "B5")
+NOT_IMPLEMENTED = {
+    "B4": "end to end with a real Celery worker: not built yet (see bench/README.md)",
+    "B6": "signed inbound webhooks under uvicorn: not built yet (see bench/README.md)",
+    "B7": "6-week soak on a compressed clock: not built yet (see bench/README.md)",
+}
+console = Console(width=max(Console().width, 150))
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="bench/run", description=__doc__)
+    p.add_argument("--sizes", default="10k,100k", help="enrollment counts, e.g. 10k,100k,1M")
+    p.add_argument("--db", default="sqlite,postgresql", help="sqlite,postgresql")
+    p.add_argument("--only", default=",".join(WORKLOADS), help="workloads to run, e.g. B2,B3")
+    p.add_argument("--smoke", action="store_true", help="tiny sizes: proves it runs, times nothing")
+    p.add_argument("--out", default="bench/results/latest.json")
+    p.add_argument("--b1-rows", default="100k", help="rows in the B1 CSV")
+    p.add_argument("--b3-due", type=int, default=2000, help="messages due in each B3 run")
+    p.add_argument("--b3-max-size", default="100k", help="skip B3 above this table size")
+    return p.parse_args(argv)
+
+
+def _guard(errors: list[dict[str, str]], label: str, fn: Callable[..., Any], **kwargs: Any) -> Any:
+    """One failing workload is reported, not fatal: the rest still measure."""
+    try:
+        return fn(**kwargs)
+    except Exception as exc:
+        errors.append({"workload": label, "error": repr(exc), "trace": traceback.format_exc()})
+        console.print(f"[red]{label} failed: {exc!r}[/red]")
+        return None
+
+
+def run_database(
+    args: argparse.Namespace, db: str, figures: list[Figure], errors: list[Any]
+) -> None:
+    only = set(args.only.split(","))
+    sizes = [200] if args.smoke else [parse_size(s) for s in args.sizes.split(",")]
+    b3_max = parse_size(args.b3_max_size)
+    for size in sizes:
+        if not only & {"B2", "B3"}:
+            break
+        with fresh_database(db, size_label(size).lower()) as url:
+            rt = bench_runtime(url)
+            started = time.perf_counter()
+            seeded = populate(rt, size, now=BENCH_NOW)
+            load_s = time.perf_counter() - started
+            console.print(f"{db} {size_label(size)}: loaded in {load_s:.1f}s")
+            if "B2" in only:
+                fig = _guard(
+                    errors, f"B2 {db} {size}", b2_tick.run,
+                    rt=rt, db=db, size=size, now=BENCH_NOW, smoke=args.smoke,
+                )  # fmt: skip
+                if fig:
+                    fig.extra["load_s"] = load_s
+                    figures.append(fig)
+            if "B3" in only and size <= b3_max:
+                due = min(size, 100 if args.smoke else args.b3_due)
+                fig = _guard(
+                    errors, f"B3 {db} {size}", b3_send.run,
+                    rt=rt, db=db, size=size, version_id=seeded.version_id, now=BENCH_NOW,
+                    due=due, base_n=max(10, due // 10),
+                )  # fmt: skip
+                if fig:
+                    figures.append(fig)
+            rt.engine.dispose()
+    if "B1" in only:
+        rows = 200 if args.smoke else parse_size(args.b1_rows)
+        with fresh_database(db, "b1") as url:
+            rt = bench_runtime(url)
+            version_id = seed_program(rt)
+            fig = _guard(
+                errors, f"B1 {db}", b1_enrol.run,
+                rt=rt, db=db, rows=rows, version_id=version_id, now=BENCH_NOW,
+                base_n=20 if args.smoke else 300,
+            )  # fmt: skip
+            if fig:
+                figures.append(fig)
+            rt.engine.dispose()
+
+
+def scaling(figures: list[Figure]) -> dict[str, Any]:
+    """B2/B3 from the smallest to the largest size per database: the goals' second half."""
+    out: dict[str, Any] = {}
+    for workload, limit in (("B2", 2.0), ("B3", 1.2)):
+        for db in {f.db for f in figures if f.workload == workload}:
+            rows = sorted((f for f in figures if f.workload == workload and f.db == db),
+                          key=lambda f: f.size)  # fmt: skip
+            if len(rows) < 2:
+                continue
+            small, big = rows[0], rows[-1]
+            slowdown = big.ours / small.ours if workload == "B2" else small.ours / big.ours
+            out[f"{workload}/{db}"] = {
+                "from": small.size, "to": big.size, "slowdown": slowdown,
+                "limit": limit, "goal_met": slowdown <= limit,
+            }  # fmt: skip
+    return out
+
+
+def _fmt(value: float | None, unit: str = "") -> str:
+    if value is None:
+        return "-"
+    if abs(value) >= 100:
+        return f"{value:,.0f}{unit}"
+    return f"{value:.3g}{unit}"
+
+
+def print_table(figures: list[Figure]) -> None:
+    table = Table(title="campaigns benchmarks (ours vs baseline vs ceiling)")
+    for col in ("work", "db", "size", "metric", "ours", "baseline", "x baseline",
+                "ceiling", "of ceiling", "goal met"):  # fmt: skip
+        table.add_column(col)
+    for f in figures:
+        met = {True: "[green]yes[/green]", False: "[red]no[/red]", None: "-"}[f.goal_met]
+        table.add_row(
+            f.workload, f.db, size_label(f.size), f.metric, _fmt(f.ours, f" {f.unit}"),
+            _fmt(f.baseline), _fmt(f.vs_baseline, "x"), _fmt(f.ceiling),
+            _fmt(f.ceiling_fraction and f.ceiling_fraction * 100, "%"), met,
+        )  # fmt: skip
+    console.print(table)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    quiet_logs()
+    figures: list[Figure] = []
+    errors: list[dict[str, str]] = []
+    started = datetime.now(UTC)
+    for db in args.db.split(","):
+        run_database(args, db.strip(), figures, errors)
+    if "B5" in args.only.split(","):
+        figures += _guard(errors, "B5", b5_ratelimit.run, smoke=args.smoke) or []
+    print_table(figures)
+    report = {
+        "meta": {
+            "started": started.isoformat(),
+            "seconds": (datetime.now(UTC) - started).total_seconds(),
+            "smoke": args.smoke,
+            "args": vars(args),
+            "python": platform.python_version(),
+            "machine": platform.platform(),
+            "cpus": os.cpu_count(),
+            "load_avg": os.getloadavg(),
+        },
+        "figures": [f.as_dict() for f in figures],
+        "scaling": scaling(figures),
+        "not_implemented": NOT_IMPLEMENTED,
+        "errors": errors,
+    }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2, default=str))
+    console.print(f"scaling: {json.dumps(report['scaling'])}")
+    console.print(f"saved {out}")
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,214 @@
+"""Shared pieces: figures, timing, throwaway databases and a benchmark runtime."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import statistics
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.engine import make_url
+
+from campaigns.channels.base import OutgoingMessage, ProviderReceipt
+from campaigns.db import engine_for, make_engine, migrate
+from campaigns.enums import Channel
+from campaigns.rendering import TemplateLibrary
+from campaigns.runtime import Runtime
+from config.settings import REPO_ROOT, Settings
+
+PG_URL = os.environ.get(
+    "BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
+WORK_DIR = Path(os.environ.get("BENCH_WORK_DIR", REPO_ROOT / "var" / "bench"))
+TEMPLATES = REPO_ROOT / "templates"
+PROGRAM_DIR = TEMPLATES / "programs" / "retrain-the-alarm"
+SECRET = "bench-secret-key-that-is-long-enough-0000000000"
+TWILIO_TOKEN = "bench-twilio-auth-token-0123456789"
+#: A weekday instant when 09:00-20:00 is open in every US zone the generator uses.
+BENCH_NOW = datetime(2025, 3, 4, 18, 0, tzinfo=UTC)
+
+Better = Literal["higher", "lower", "target"]
+
+
+@dataclass
+class Figure:
+    """One measured number, its baseline from the same run and the machine's ceiling."""
+
+    workload: str
+    db: str
+    size: int
+    metric: str
+    unit: str
+    better: Better
+    ours: float
+    baseline: float | None
+    baseline_desc: str
+    ceiling: float | None
+    ceiling_desc: str
+    goal: str
+    goal_met: bool | None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def vs_baseline(self) -> float | None:
+        """How many times better than the baseline (>1 is better), whatever the unit."""
+        if not self.baseline or not self.ours:
+            return None
+        if self.better == "lower":
+            return self.baseline / self.ours
+        return self.ours / self.baseline
+
+    @property
+    def ceiling_fraction(self) -> float | None:
+        """Share of the machine's ceiling reached (1.0 = as fast as the bare primitive)."""
+        if not self.ceiling or not self.ours:
+            return None
+        if self.better == "lower":
+            return self.ceiling / self.ours
+        return self.ours / self.ceiling
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["vs_baseline"] = self.vs_baseline
+        data["ceiling_fraction"] = self.ceiling_fraction
+        return data
+
+
+FIGURE_KEYS = (
+    "workload",
+    "db",
+    "size",
+    "metric",
+    "unit",
+    "ours",
+    "baseline",
+    "vs_baseline",
+    "ceiling",
+    "ceiling_fraction",
+    "goal",
+    "goal_met",
+)
+
+
+def timed(fn: Callable[[], Any]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def percentile(values: list[float], pct: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    index = min(len(ordered) - 1, max(0, round(pct / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def parse_size(text_value: str) -> int:
+    raw = text_value.strip().lower()
+    mult = {"k": 1_000, "m": 1_000_000}.get(raw[-1:], 1)
+    return int(float(raw.rstrip("km")) * mult)
+
+
+def size_label(n: int) -> str:
+    if n >= 1_000_000 and n % 1_000_000 == 0:
+        return f"{n // 1_000_000}M"
+    if n >= 1_000 and n % 1_000 == 0:
+        return f"{n // 1_000}k"
+    return str(n)
+
+
+class FakeTransport:
+    """In-process transport: accepts everything, costs one counter increment."""
+
+    def __init__(self, channel: Channel) -> None:
+        self.channel = channel
+        self.sent = 0
+
+    def send(self, message: OutgoingMessage) -> ProviderReceipt:
+        self.sent += 1
+        return ProviderReceipt(f"fake-{message.outbox_id}")
+
+
+@contextmanager
+def fresh_database(kind: str, tag: str) -> Iterator[str]:
+    """A migrated, empty database; dropped (PostgreSQL) or deleted (SQLite) afterwards."""
+    name = f"bench_{tag}_{uuid.uuid4().hex[:8]}"
+    if kind == "sqlite":
+        folder = WORK_DIR / name
+        folder.mkdir(parents=True, exist_ok=True)
+        url = f"sqlite:///{folder / 'campaigns.db'}"
+        try:
+            _migrate(url)
+            yield url
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+        return
+    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
+    try:
+        _migrate(url)
+        yield url
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def _migrate(url: str) -> None:
+    migrate(url)
+    engine_for(url).dispose()
+    engine_for.cache_clear()
+
+
+def bench_settings(url: str, **overrides: Any) -> Settings:
+    WORK_DIR.mkdir(parents=True, exist_ok=True)
+    values: dict[str, Any] = {
+        "environment": "test",
+        "data_dir": WORK_DIR / "data",
+        "database_url": url,
+        "templates_dir": TEMPLATES,
+        "secret_key": SECRET,
+        **overrides,
+    }
+    return Settings(**values)
+
+
+def bench_runtime(url: str, **overrides: Any) -> Runtime:
+    """The real runtime pieces, with in-process transports and no rate limit."""
+    settings = bench_settings(url, **overrides)
+    engine: Engine = make_engine(url)
+    return Runtime(
+        settings=settings,
+        engine=engine,
+        templates=TemplateLibrary(settings.templates_dir),
+        transports={
+            Channel.SMS: FakeTransport(Channel.SMS),
+            Channel.EMAIL: FakeTransport(Channel.EMAIL),
+        },
+        limiter=None,
+    )
+
+
+def quiet_logs() -> None:
+    """The service logs every tick and send at INFO; a benchmark only wants warnings."""
+    import logging
+
+    from campaigns.logs import configure
+
+    configure(level=logging.WARNING)

@@ -1,0 +1,77 @@
+"""The benchmark suite runs end to end at smoke size and writes complete JSON.
+
+Nothing here is timed: figures on a CI runner mean nothing, only that ``bench/run`` works.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import IN_CI, PG_URL, REDIS_URL, REPO
+
+pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
+
+FIGURE_KEYS = (
+    "workload", "db", "size", "metric", "unit", "ours", "baseline", "vs_baseline",
+    "ceiling", "ceiling_fraction", "goal", "goal_met",
+)  # fmt: skip
+
+
+def _services_up() -> str | None:
+    import redis
+    from sqlalchemy import create_engine, text
+
+    try:
+        engine = create_engine(PG_URL)
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        engine.dispose()
+        redis.Redis.from_url(REDIS_URL).ping()
+    except Exception as exc:
+        return repr(exc)
+    return None
+
+
+@pytest.mark.timeout(600)
+def test_smoke_run_writes_every_workload(tmp_path: Path) -> None:
+    problem = _services_up()
+    if problem:
+        if IN_CI:
+            pytest.fail(f"bench smoke needs PostgreSQL and Redis: {problem}")
+        pytest.skip(f"PostgreSQL/Redis not available: {problem}")
+    out = tmp_path / "smoke.json"
+    env = {
+        **os.environ,
+        "BENCH_PYTHON": sys.executable,
+        "BENCH_POSTGRES_URL": PG_URL,
+        "BENCH_REDIS_URL": REDIS_URL,
+        "BENCH_WORK_DIR": str(tmp_path / "work"),
+    }
+    proc = subprocess.run(
+        [str(REPO / "bench" / "run"), "--smoke", "--out", str(out)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=580,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    report = json.loads(out.read_text())
+    assert report["errors"] == []
+    assert report["meta"]["smoke"] is True
+    seen = {(f["workload"], f["db"]) for f in report["figures"]}
+    for db in ("sqlite", "postgresql"):
+        for workload in ("B1", "B2", "B3"):
+            assert (workload, db) in seen, f"{workload} on {db} missing"
+    assert {f["size"] for f in report["figures"] if f["workload"] == "B5"} == {1, 3, 30, 150}
+    for figure in report["figures"]:
+        missing = [k for k in FIGURE_KEYS if k not in figure]
+        assert not missing, f"{figure['workload']} lacks {missing}"
+        assert figure["ours"] > 0, figure
+    assert set(report["not_implemented"]) == {"B4", "B6", "B7"}
