@@ -91,17 +91,18 @@ def test_smtp_and_twilio_credentials_are_probed_without_sending(
 
 @pytest.mark.slow
 def test_a_running_worker_and_a_recent_tick_are_healthy(rt: Runtime, tmp_path: Path) -> None:
+    broker = REDIS_URL.rsplit("/", 1)[0] + "/12"  # its own database: other tests flush theirs
     try:
-        redis.Redis.from_url(REDIS_URL).ping()
+        redis.Redis.from_url(broker).ping()
     except redis.RedisError as exc:
         require_service("Redis", exc)
-    redis.Redis.from_url(REDIS_URL).flushdb()
-    settings = rt.settings.model_copy(update={"broker_url": REDIS_URL})
+    redis.Redis.from_url(broker).flushdb()
+    settings = rt.settings.model_copy(update={"broker_url": broker})
     env = {
         **os.environ,
         "CAMPAIGNS_DATA_DIR": str(settings.data_dir),
         "CAMPAIGNS_DATABASE_URL": settings.resolved_database_url,
-        "CAMPAIGNS_BROKER_URL": REDIS_URL,
+        "CAMPAIGNS_BROKER_URL": broker,
         "CAMPAIGNS_SECRET_KEY": "test-secret-key-that-is-long-enough-000000",
     }
     log = (tmp_path / "worker.log").open("w")
