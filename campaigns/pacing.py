@@ -308,6 +308,27 @@ def withdraw(state: PacingState, reason: str) -> Outcome:
     return Outcome(replace(state, state=S.WITHDRAWN, next_due_at=None), events=(event,))
 
 
+# --- staff actions ------------------------------------------------------------------------
+
+
+def pause(state: PacingState, reason: str) -> Outcome:
+    """Staff pause: like the patient's PAUSE, remembering whether a flare was running."""
+    if not state.state.receives_program:
+        return Outcome(state)
+    event = PacingEvent("pause", reason, state.state, S.PAUSED)
+    new = replace(state, state=S.PAUSED, paused_from=state.state, next_due_at=None)
+    return Outcome(new, events=(event,))
+
+
+def resume(state: PacingState, reason: str, *, now: datetime) -> Outcome:
+    """Staff resume: back to where the pause found the patient, due at the next tick."""
+    if state.state != S.PAUSED:
+        return Outcome(state)
+    back = state.paused_from or S.ACTIVE
+    event = PacingEvent("resume", reason, S.PAUSED, back)
+    return Outcome(replace(state, state=back, paused_from=None, next_due_at=now), events=(event,))
+
+
 # --- the tick -----------------------------------------------------------------------------
 
 

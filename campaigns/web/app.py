@@ -12,7 +12,19 @@ from starlette.middleware.sessions import SessionMiddleware
 
 from campaigns.logs import configure as configure_logging
 from campaigns.runtime import Runtime, build_runtime
-from campaigns.web import auth_routes, email_hooks, health, twilio_hooks, unsubscribe
+from campaigns.web import (
+    admin_programs,
+    admin_users,
+    alerts,
+    api_patients,
+    api_programs,
+    auth_routes,
+    email_hooks,
+    health,
+    patients,
+    twilio_hooks,
+    unsubscribe,
+)
 from campaigns.web.pages import TEMPLATES_DIR
 from campaigns.web.security import LoginRequired
 from config.settings import get_settings
@@ -60,6 +72,18 @@ def create_app(rt: Runtime | None = None) -> FastAPI:
     app.middleware("http")(_security_headers)
     app.add_exception_handler(LoginRequired, _to_login)
     app.mount("/static", StaticFiles(directory=str(TEMPLATES_DIR.parent / "static")), "static")
-    for module in (health, auth_routes, twilio_hooks, email_hooks, unsubscribe):
+    for module in (
+        health,
+        auth_routes,
+        twilio_hooks,
+        email_hooks,
+        unsubscribe,
+        patients,
+        alerts,
+        api_patients,
+        admin_programs,
+        admin_users,
+        api_programs,
+    ):
         app.include_router(module.router)
     return app

@@ -24,4 +24,6 @@ def get_session(rt: RuntimeDep) -> Iterator[Session]:
         yield session
 
 
-SessionDep = Annotated[Session, Depends(get_session)]
+#: "function" scope commits before the response is sent: a redirect after a save must never
+#: reach the browser ahead of the commit it announces.
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]

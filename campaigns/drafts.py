@@ -1,0 +1,666 @@
+"""Editing a program: a working draft per program, validated and published as a new version.
+
+A draft is ``program.yaml`` text plus every template file, opened from the latest published
+version. Edits never touch a published version (those are immutable); publishing stores the
+draft as version N+1 and clears it, so enrolled patients stay on the text they signed up for
+until an admin migrates them. Every change is audited with before and after.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import yaml
+from jinja2.exceptions import TemplateError
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from campaigns.audit import audit
+from campaigns.enrollments import record
+from campaigns.enrollments import rules_of as version_rules
+from campaigns.enrollments import shape_of as version_shape
+from campaigns.enums import Channel, EnrollmentState, StepKind, Track
+from campaigns.models import Enrollment, Program, ProgramDraft, ProgramVersion, User
+from campaigns.pacing import PacingEvent, PacingRules, PlannedSend, ProgramShape
+from campaigns.programs import (
+    SAMPLE_CONTEXT,
+    LoadedProgram,
+    Problem,
+    ProgramError,
+    ProgramSpec,
+    StepSpec,
+    parse_spec,
+    store_version,
+    validate_templates,
+)
+from campaigns.programs import (
+    shape_of as spec_shape,
+)
+from campaigns.rendering import STEP_FILES, FilesLoader, make_environment, render_channel, step_path
+from campaigns.replies import ParsedReply, parse_reply
+from campaigns.segments import SegmentInfo, count_segments
+from campaigns.sendwindow import PatientClock, SendWindow
+from campaigns.simulation import simulate
+
+SPEC_FILE = "program.yaml"
+FINAL_STATES = (EnrollmentState.COMPLETED, EnrollmentState.WITHDRAWN)
+STARTER_FILES = {
+    "sms.txt.j2": "Hi {{ patient.first_name }}, {{ title }}. Reply with a number from 0 to 10.",
+    "subject.txt.j2": "{{ title }}",
+    "email.txt.j2": "Hi {{ patient.first_name }},\n\n{{ title }}.\n\n"
+    "To stop these emails: {{ unsubscribe_url }}\n",
+    "email.html.j2": '{% extends "layouts/email.html.j2" %}\n'
+    "{% block title %}{{ title }}{% endblock %}\n"
+    "{% block body %}\n<p>Hi {{ patient.first_name }},</p>\n<p>{{ title }}.</p>\n"
+    "{% endblock %}\n",
+}
+
+
+class DraftError(ValueError):
+    """A change refused because it would leave the program invalid; lists every problem."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+def _fail(message: str, file: str = SPEC_FILE) -> DraftError:
+    return DraftError([Problem(file, None, message)])
+
+
+# --- finding programs and versions -----------------------------------------------------------
+
+
+def get_program(session: Session, slug: str) -> Program:
+    program = session.scalar(select(Program).where(Program.slug == slug))
+    if program is None:
+        raise LookupError(f"no program {slug!r}")
+    return program
+
+
+def versions_of(session: Session, program: Program) -> list[ProgramVersion]:
+    query = select(ProgramVersion).where(ProgramVersion.program_id == program.id)
+    return list(session.scalars(query.order_by(ProgramVersion.version.desc())))
+
+
+def get_version(session: Session, program: Program, number: int) -> ProgramVersion:
+    version = session.scalar(
+        select(ProgramVersion).where(
+            ProgramVersion.program_id == program.id, ProgramVersion.version == number
+        )
+    )
+    if version is None:
+        raise LookupError(f"{program.slug} has no version {number}")
+    return version
+
+
+def live_enrollments(session: Session, version_ids: list[int]) -> dict[int, int]:
+    """Enrollments not yet completed or withdrawn, per version id."""
+    rows = session.execute(
+        select(Enrollment.version_id, func.count(Enrollment.id))
+        .where(Enrollment.version_id.in_(version_ids), Enrollment.state.not_in(FINAL_STATES))
+        .group_by(Enrollment.version_id)
+    )
+    return {vid: count for vid, count in rows}
+
+
+def spec_yaml_of(version: ProgramVersion) -> str:
+    """``program.yaml`` as a stored version implies it (name and description are the current)."""
+    program = version.program
+    steps = sorted(version.steps, key=lambda s: (s.track != Track.MAIN, s.position))
+    data = {
+        "slug": program.slug,
+        "name": program.name,
+        "description": program.description,
+        "sms_max_segments": version.sms_max_segments,
+        "cadence_days": version.cadence_days,
+        "pacing": dict(version.pacing_rules),
+        "steps": [_step_data(s.key, s.track, s.day, s.kind, s.title) for s in steps],
+    }
+    return _dump(data)
+
+
+def _step_data(
+    key: str, track: Track, day: int | None, kind: StepKind, title: str
+) -> dict[str, Any]:
+    out: dict[str, Any] = {"key": key, "track": track.value}
+    if day is not None:
+        out["day"] = day
+    return {**out, "kind": kind.value, "title": title}
+
+
+def _dump(data: Mapping[str, Any]) -> str:
+    return yaml.safe_dump(dict(data), sort_keys=False, allow_unicode=True, width=100)
+
+
+# --- the draft -------------------------------------------------------------------------------
+
+
+def find_draft(session: Session, program: Program) -> ProgramDraft | None:
+    return session.scalar(select(ProgramDraft).where(ProgramDraft.program_id == program.id))
+
+
+def peek_draft(session: Session, program: Program) -> ProgramDraft:
+    """The draft, or an unsaved one from the latest version: for read-only uses like previews."""
+    draft = find_draft(session, program)
+    if draft is not None:
+        return draft
+    versions = versions_of(session, program)
+    if not versions:
+        raise LookupError(f"{program.slug} has no published version")
+    latest = versions[0]
+    return ProgramDraft(
+        program_id=program.id,
+        base_version_id=latest.id,
+        spec_yaml=spec_yaml_of(latest),
+        files=dict(latest.files),
+    )
+
+
+def open_draft(session: Session, program: Program, *, by: User, now: datetime) -> ProgramDraft:
+    """The program's draft, opened from the latest version when there is none yet."""
+    draft = find_draft(session, program)
+    if draft is not None:
+        return draft
+    versions = versions_of(session, program)
+    if not versions:
+        raise LookupError(f"{program.slug} has no published version to start from")
+    latest = versions[0]
+    draft = ProgramDraft(
+        program_id=program.id,
+        base_version_id=latest.id,
+        spec_yaml=spec_yaml_of(latest),
+        files=dict(latest.files),
+        updated_at=now,
+        updated_by=by.email,
+    )
+    session.add(draft)
+    session.flush()
+    audit(session, by, "draft.open", "program", program.id, now=now, after={"base": latest.version})
+    return draft
+
+
+def spec_of(draft: ProgramDraft) -> ProgramSpec:
+    """The draft's parsed ``program.yaml``; raises DraftError when it does not parse."""
+    try:
+        return parse_spec(draft.spec_yaml, SPEC_FILE)
+    except ProgramError as exc:
+        raise DraftError(exc.problems) from None
+
+
+def _touch(draft: ProgramDraft, by: User, now: datetime) -> None:
+    draft.updated_at, draft.updated_by = now, by.email
+
+
+def _spec_data(draft: ProgramDraft) -> dict[str, Any]:
+    spec = spec_of(draft)
+    return spec.model_dump(mode="json", exclude_none=True)
+
+
+def _write_spec(draft: ProgramDraft, data: Mapping[str, Any]) -> ProgramSpec:
+    text = _dump(data)
+    try:
+        spec = parse_spec(text, SPEC_FILE)
+    except ProgramError as exc:
+        raise DraftError(exc.problems) from None
+    draft.spec_yaml = text
+    return spec
+
+
+def _step(spec: ProgramSpec, key: str) -> StepSpec:
+    for step in spec.steps:
+        if step.key == key:
+            return step
+    raise LookupError(f"no step {key!r}")
+
+
+def save_template(
+    session: Session,
+    draft: ProgramDraft,
+    key: str,
+    sources: Mapping[str, str],
+    *,
+    by: User,
+    now: datetime,
+) -> None:
+    """Replace some of a step's templates; refused (nothing saved) if the step then fails."""
+    spec = spec_of(draft)
+    _step(spec, key)
+    unknown = sorted(set(sources) - set(STEP_FILES))
+    if unknown:
+        raise _fail(f"unknown template file(s): {', '.join(unknown)}", step_path(key, unknown[0]))
+    changed = {step_path(key, name): text.replace("\r\n", "\n") for name, text in sources.items()}
+    files = {**draft.files, **changed}
+    problems = check_step(spec, files, key)
+    if problems:
+        raise DraftError(problems)
+    before = {path: draft.files.get(path) for path in changed}
+    draft.files = files
+    _touch(draft, by, now)
+    audit(
+        session,
+        by,
+        "draft.template",
+        "program",
+        draft.program_id,
+        now=now,
+        before=before,
+        after=changed,
+    )
+
+
+def check_step(spec: ProgramSpec, files: Mapping[str, str], key: str) -> list[Problem]:
+    """Every problem of one step's templates, rendered for a sample patient."""
+    one = spec.model_copy(update={"steps": [_step(spec, key)]})
+    return validate_templates(LoadedProgram(one, dict(files)))
+
+
+def add_step(
+    session: Session,
+    draft: ProgramDraft,
+    *,
+    key: str,
+    track: Track,
+    kind: StepKind,
+    title: str,
+    day: int | None,
+    by: User,
+    now: datetime,
+) -> None:
+    """Add a step with starter templates; main steps go in day order, flare before resume."""
+    data = _spec_data(draft)
+    new = _step_data(key, track, day if track == Track.MAIN else None, kind, title)
+    data["steps"] = _normalised([*data["steps"], new])
+    _write_spec(draft, data)
+    starters = {
+        step_path(key, name): text.replace("{{ title }}", title.replace("{", "("))
+        for name, text in STARTER_FILES.items()
+    }
+    draft.files = {**draft.files, **starters}
+    _touch(draft, by, now)
+    audit(session, by, "draft.step.add", "program", draft.program_id, now=now, after=new)
+
+
+def _normalised(steps: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Main steps in day order (stable), then flare steps with the resume step last."""
+    main = sorted(
+        (s for s in steps if s["track"] == Track.MAIN.value), key=lambda s: s.get("day") or 0
+    )
+    flare = [s for s in steps if s["track"] != Track.MAIN.value]
+    flare.sort(key=lambda s: s["kind"] == StepKind.RESUME.value)
+    return main + flare
+
+
+def remove_step(
+    session: Session, draft: ProgramDraft, key: str, *, by: User, now: datetime
+) -> None:
+    data = _spec_data(draft)
+    before = next((s for s in data["steps"] if s["key"] == key), None)
+    if before is None:
+        raise LookupError(f"no step {key!r}")
+    data["steps"] = [s for s in data["steps"] if s["key"] != key]
+    _write_spec(draft, data)
+    prefix = step_path(key, "")
+    draft.files = {p: t for p, t in draft.files.items() if not p.startswith(prefix)}
+    _touch(draft, by, now)
+    audit(session, by, "draft.step.remove", "program", draft.program_id, now=now, before=before)
+
+
+def reorder_steps(
+    session: Session, draft: ProgramDraft, track: Track, keys: list[str], *, by: User, now: datetime
+) -> None:
+    """Put one track's steps in ``keys`` order. Main steps keep the track's set of days, handed
+    out in the new order; the resume step always stays last on the flare track."""
+    data = _spec_data(draft)
+    steps: list[dict[str, Any]] = data["steps"]
+    current = [s for s in steps if s["track"] == track.value]
+    if sorted(keys) != sorted(s["key"] for s in current):
+        raise _fail(f"reorder must list each {track.value} step exactly once")
+    by_key = {s["key"]: s for s in current}
+    ordered = [by_key[k] for k in keys]
+    if track == Track.MAIN:
+        days = sorted(s["day"] for s in current)
+        ordered = [{**s, "day": d} for s, d in zip(ordered, days, strict=True)]
+    else:
+        ordered.sort(key=lambda s: s["kind"] == StepKind.RESUME.value)
+    others = [s for s in steps if s["track"] != track.value]
+    data["steps"] = ordered + others if track == Track.MAIN else others + ordered
+    _write_spec(draft, data)
+    _touch(draft, by, now)
+    audit(
+        session,
+        by,
+        "draft.reorder",
+        "program",
+        draft.program_id,
+        now=now,
+        before={"keys": [s["key"] for s in current]},
+        after={"keys": keys},
+    )
+
+
+def move_step(
+    session: Session, draft: ProgramDraft, key: str, offset: int, *, by: User, now: datetime
+) -> None:
+    """Move one step up (-1) or down (+1) within its track."""
+    spec = spec_of(draft)
+    track = _step(spec, key).track
+    keys = [s.key for s in spec.ordered(track)]
+    i = keys.index(key)
+    j = min(max(i + offset, 0), len(keys) - 1)
+    keys.insert(j, keys.pop(i))
+    reorder_steps(session, draft, track, keys, by=by, now=now)
+
+
+def set_pacing(
+    session: Session,
+    draft: ProgramDraft,
+    pacing: Mapping[str, Any],
+    *,
+    cadence_days: int,
+    by: User,
+    now: datetime,
+) -> None:
+    try:
+        rules = PacingRules.from_mapping(pacing, cadence_days=cadence_days)
+    except (ValueError, TypeError) as exc:
+        raise _fail(str(exc)) from None
+    data = _spec_data(draft)
+    before = {"pacing": data["pacing"], "cadence_days": data["cadence_days"]}
+    data["pacing"], data["cadence_days"] = rules.to_mapping(), cadence_days
+    _write_spec(draft, data)
+    _touch(draft, by, now)
+    audit(
+        session,
+        by,
+        "draft.pacing",
+        "program",
+        draft.program_id,
+        now=now,
+        before=before,
+        after={"pacing": data["pacing"], "cadence_days": cadence_days},
+    )
+
+
+def validate_draft(draft: ProgramDraft) -> list[Problem]:
+    try:
+        spec = spec_of(draft)
+    except DraftError as exc:
+        return exc.problems
+    return validate_templates(LoadedProgram(spec, dict(draft.files)))
+
+
+def publish(
+    session: Session, program: Program, *, by: User, now: datetime
+) -> tuple[ProgramVersion, bool]:
+    """Store the draft as the next version and clear it; refused while it has problems.
+    Returns the version and whether it is new (an unchanged draft re-uses the latest)."""
+    draft = find_draft(session, program)
+    if draft is None:
+        raise _fail("there is no draft to publish")
+    problems = validate_draft(draft)
+    if problems:
+        raise DraftError(problems)
+    spec = spec_of(draft)
+    if spec.slug != program.slug:
+        raise _fail(f"slug must stay {program.slug!r}")
+    version, created = store_version(session, LoadedProgram(spec, dict(draft.files)), by=by.email)
+    session.delete(draft)
+    session.flush()
+    audit(
+        session,
+        by,
+        "program.publish",
+        "program",
+        program.id,
+        now=now,
+        after={"version": version.version, "created": created},
+    )
+    return version, created
+
+
+# --- previews --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Preview:
+    sms: str | None
+    segments: SegmentInfo | None
+    subject: str | None
+    email_text: str | None
+    email_html: str | None
+    problems: list[Problem]
+
+
+def sample_context(spec: ProgramSpec, step: StepSpec) -> dict[str, Any]:
+    total = max((s.day or 0 for s in spec.steps), default=1)
+    day = step.day or 1
+    program = {"name": spec.name, "day": day, "week": (day - 1) // 7 + 1, "total_days": total}
+    return {**SAMPLE_CONTEXT, "program": program}
+
+
+def preview_step(draft: ProgramDraft, key: str, sources: Mapping[str, str]) -> Preview:
+    """Render one step from unsaved text for a sample patient, in the sandbox."""
+    spec = spec_of(draft)
+    step = _step(spec, key)
+    edits = {step_path(key, n): t for n, t in sources.items() if n in STEP_FILES}
+    files = {**draft.files, **edits}
+    env = make_environment(FilesLoader(files))
+    context = sample_context(spec, step)
+    rendered = {}
+    for channel in Channel:
+        # A failure is reported, with file and line, by check_step below.
+        with contextlib.suppress(TemplateError):
+            rendered[channel] = render_channel(env, f"steps/{key}/", channel, context)
+    sms, email = rendered.get(Channel.SMS), rendered.get(Channel.EMAIL)
+    return Preview(
+        sms=sms.body_text if sms else None,
+        segments=count_segments(sms.body_text) if sms else None,
+        subject=email.subject if email else None,
+        email_text=email.body_text if email else None,
+        email_html=email.body_html if email else None,
+        problems=check_step(spec, files, key),
+    )
+
+
+# --- comparing versions ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FileDiff:
+    name: str
+    status: str  # "added", "removed" or "changed"
+    lines: list[str]
+
+
+def diff_versions(a: ProgramVersion, b: ProgramVersion) -> list[FileDiff]:
+    """Unified diffs, per file, from ``a`` to ``b``; ``program.yaml`` stands for the spec."""
+    old = {SPEC_FILE: spec_yaml_of(a), **a.files}
+    new = {SPEC_FILE: spec_yaml_of(b), **b.files}
+    out: list[FileDiff] = []
+    for name in sorted(set(old) | set(new), key=lambda n: (n != SPEC_FILE, n)):
+        before, after = old.get(name), new.get(name)
+        if before == after:
+            continue
+        status = "added" if before is None else "removed" if after is None else "changed"
+        lines = difflib.unified_diff(
+            (before or "").splitlines(),
+            (after or "").splitlines(),
+            f"v{a.version}/{name}",
+            f"v{b.version}/{name}",
+            lineterm="",
+        )
+        out.append(FileDiff(name, status, list(lines)))
+    return out
+
+
+# --- moving enrollments to another version ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Landing:
+    """Where one enrollment lands on the target version."""
+
+    enrollment_id: int
+    patient_id: int
+    state: EnrollmentState
+    main_from: int
+    main_to: int
+    next_key: str | None
+    next_title: str | None
+
+
+def _main_steps(version: ProgramVersion) -> list[tuple[str, str]]:
+    main = sorted((s for s in version.steps if s.track == Track.MAIN), key=lambda s: s.position)
+    return [(s.key, s.title) for s in main]
+
+
+def plan_migration(
+    session: Session, source: ProgramVersion, target: ProgramVersion
+) -> list[Landing]:
+    """Live enrollments of ``source``: each keeps its main position, clamped to the target."""
+    if source.program_id != target.program_id or source.id == target.id:
+        raise ValueError("migrate between two different versions of the same program")
+    main = _main_steps(target)
+    query = select(Enrollment).where(
+        Enrollment.version_id == source.id, Enrollment.state.not_in(FINAL_STATES)
+    )
+    landings = []
+    for e in session.scalars(query.order_by(Enrollment.id)):
+        to = min(e.main_position, len(main) - 1)
+        landings.append(Landing(e.id, e.patient_id, e.state, e.main_position, to, *main[to]))
+    return landings
+
+
+def migrate(
+    session: Session,
+    source: ProgramVersion,
+    target: ProgramVersion,
+    *,
+    by: User,
+    now: datetime,
+) -> list[Landing]:
+    """Move every live enrollment of ``source`` onto ``target``, as :func:`plan_migration` says."""
+    flare_len = sum(1 for s in target.steps if s.track == Track.FLARE)
+    landings = plan_migration(session, source, target)
+    for landing in landings:
+        e = session.get_one(Enrollment, landing.enrollment_id)
+        e.version_id, e.main_position = target.id, landing.main_to
+        e.flare_position = min(e.flare_position, max(flare_len - 1, 0))
+        reason = f"moved from version {source.version} to {target.version}"
+        data = {"from": source.version, "to": target.version, "main_position": landing.main_to}
+        record(session, e, [PacingEvent("migrated", reason, data=data)], actor=by.email, now=now)
+    session.flush()
+    audit(
+        session,
+        by,
+        "program.migrate",
+        "program",
+        source.program_id,
+        now=now,
+        before={"version": source.version},
+        after={"version": target.version, "enrollments": len(landings)},
+    )
+    return landings
+
+
+# --- what if: a program's pacing over a pattern of replies -----------------------------------
+
+PATTERNS = {
+    "steady": "Replies 4/10 every day",
+    "mid-flare": "Steady, then a flare halfway through that settles after a few days",
+    "long-flare": "A flare from day 3 that does not settle for two weeks",
+}
+
+
+@dataclass(frozen=True)
+class CalendarEntry:
+    on: date
+    kind: str  # "main", "flare", "resume", "reply" or "alert"
+    key: str | None
+    title: str
+
+
+def replies_for(
+    pattern: str, start: datetime, days: int, main_days: int
+) -> list[tuple[datetime, ParsedReply]]:
+    """A reply each afternoon, its words chosen by ``pattern``."""
+    if pattern not in PATTERNS:
+        raise ValueError(f"unknown reply pattern {pattern!r}; use one of {', '.join(PATTERNS)}")
+    flare_from, flare_days = {
+        "steady": (days + 1, 0),
+        "mid-flare": (max(main_days // 2, 1), 3),
+        "long-flare": (2, 14),
+    }[pattern]
+    out = []
+    for day in range(days):
+        text = "flare 9" if flare_from <= day < flare_from + flare_days else "4"
+        out.append((start + timedelta(days=day, hours=15), parse_reply(text)))
+    return out
+
+
+def what_if(
+    steps: Mapping[Track, list[tuple[str, str]]],
+    rules: PacingRules,
+    shape: ProgramShape,
+    pattern: str,
+    *,
+    start: date,
+) -> list[CalendarEntry]:
+    """Simulate one patient (10:00 UTC send time) and lay out what reaches them, day by day."""
+    begin = datetime.combine(start, time(0, 0), tzinfo=UTC)
+    days = shape.main_steps * rules.cadence_days + 21
+    clock = PatientClock(ZoneInfo("UTC"), time(10, 0), SendWindow())
+    replies = replies_for(pattern, begin, days, shape.main_steps)
+    result = simulate(rules, shape, clock, start=begin, days=days, replies=replies)
+    entries = [_sent(t.send, steps) for t in result.sends]
+    entries += [
+        CalendarEntry(at.date(), "reply", None, r.raw)
+        for at, r in replies
+        if result.completed_at is None or at < result.completed_at
+    ]
+    entries += [CalendarEntry(a.at.date(), "alert", None, a.alert.summary) for a in result.alerts]
+    order = {"main": 0, "flare": 0, "resume": 0, "reply": 1, "alert": 2}
+    return sorted(entries, key=lambda e: (e.on, order[e.kind]))
+
+
+def _sent(send: PlannedSend, steps: Mapping[Track, list[tuple[str, str]]]) -> CalendarEntry:
+    track = steps[send.track]
+    key, title = track[send.index] if send.index < len(track) else (None, "?")
+    kind = "resume" if send.resume else send.track.value
+    return CalendarEntry(send.local_date, kind, key, title)
+
+
+def outline_of_spec(spec: ProgramSpec) -> dict[Track, list[tuple[str, str]]]:
+    return {t: [(s.key, s.title) for s in spec.ordered(t)] for t in Track}
+
+
+def outline_of_version(version: ProgramVersion) -> dict[Track, list[tuple[str, str]]]:
+    ordered = sorted(version.steps, key=lambda s: s.position)
+    return {t: [(s.key, s.title) for s in ordered if s.track == t] for t in Track}
+
+
+def calendar_for(
+    session: Session, program: Program, source: str, pattern: str, *, start: date
+) -> list[CalendarEntry]:
+    """What-if for the draft (``"draft"``), the latest version or a version number."""
+    if source == "draft":
+        spec = spec_of(peek_draft(session, program))
+        return what_if(outline_of_spec(spec), spec.rules(), spec_shape(spec), pattern, start=start)
+    if source == "latest":
+        versions = versions_of(session, program)
+        if not versions:
+            raise LookupError(f"{program.slug} has no published version")
+        version = versions[0]
+    elif source.isdigit():
+        version = get_version(session, program, int(source))
+    else:
+        raise ValueError("source must be 'draft', 'latest' or a version number")
+    rules, shape = version_rules(version), version_shape(version)
+    return what_if(outline_of_version(version), rules, shape, pattern, start=start)

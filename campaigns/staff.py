@@ -1,0 +1,549 @@
+"""What staff do to patients: enrol them, pause/resume/withdraw/move them, export their data,
+find them, and work the alert inbox. Every change is audited with before and after.
+
+The web pages, the JSON API and the CSV import all go through these functions, so a rule
+(consent for the chosen channel, no shared phone numbers) holds whichever door is used.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from pydantic import Field, ValidationError
+from sqlalchemy import Select, case, exists, func, or_, select
+from sqlalchemy.orm import Session
+
+from campaigns import pacing
+from campaigns.audit import audit
+from campaigns.enrollments import apply_outcome, enroll, pacing_state, record, shape_of
+from campaigns.enums import (
+    AlertKind,
+    AlertPriority,
+    AlertStatus,
+    Channel,
+    EnrollmentState,
+    MessageStatus,
+    Track,
+)
+from campaigns.models import (
+    Alert,
+    Consent,
+    Enrollment,
+    Event,
+    InboundReply,
+    OutboxMessage,
+    PainReport,
+    Patient,
+    Program,
+    ProgramStep,
+    ProgramVersion,
+    User,
+)
+from campaigns.patients import PatientInput, create_patient, normalize_phone, record_consent
+from campaigns.sendwindow import SendWindow
+
+S = EnrollmentState
+
+
+class Enrolment(PatientInput):
+    """A patient plus the program (by slug) they start on."""
+
+    program: str = Field(min_length=1, max_length=64)
+
+
+class EnrolmentRejected(ValueError):
+    """Input that cannot be enrolled; ``errors`` maps each field to why."""
+
+    def __init__(self, errors: Mapping[str, str]) -> None:
+        super().__init__("; ".join(f"{k}: {v}" for k, v in errors.items()))
+        self.errors = dict(errors)
+
+
+class ActionRefused(ValueError):
+    """A patient or alert action that does not apply in the current state."""
+
+
+# --- enrolling -----------------------------------------------------------------------------
+
+
+def _field_of(loc: tuple[int | str, ...], message: str) -> str:
+    """Model-level errors have no location; the message starts with the field it is about."""
+    if loc:
+        return str(loc[0])
+    first = message.split(" ", 1)[0]
+    return first if first in ("phone", "email") else "form"
+
+
+def validate_enrolment(raw: Mapping[str, Any]) -> Enrolment:
+    """Parse and check input without touching the database; all field errors at once."""
+    errors: dict[str, str] = {}
+    try:
+        data: Enrolment | None = Enrolment.model_validate(dict(raw))
+    except ValidationError as exc:
+        data = None
+        for err in exc.errors():
+            message = str(err["msg"]).removeprefix("Value error, ")
+            if err["type"] == "missing" or (err["type"] == "string_too_short" and not err["input"]):
+                message = "this field is required"
+            errors.setdefault(_field_of(tuple(err["loc"]), message), message)
+    phone = raw.get("phone")
+    if "phone" not in errors and isinstance(phone, str) and phone.strip():
+        try:
+            normalize_phone(phone.strip())
+        except ValueError as exc:
+            errors["phone"] = str(exc)
+    if data is not None and not errors:
+        channel = data.channel
+        if not (data.consent_sms if channel == Channel.SMS else data.consent_email):
+            errors[f"consent_{channel.value}"] = (
+                f"the patient must consent to {channel.value} messages before enrolment"
+            )
+    if errors or data is None:
+        raise EnrolmentRejected(errors or {"form": "invalid input"})
+    return data
+
+
+def latest_version(session: Session, slug: str) -> ProgramVersion | None:
+    return session.scalar(
+        select(ProgramVersion)
+        .join(Program)
+        .where(Program.slug == slug)
+        .order_by(ProgramVersion.version.desc())
+        .limit(1)
+    )
+
+
+def check_duplicates(session: Session, data: Enrolment) -> dict[str, str]:
+    """Replies are matched to patients by phone and email, so two patients cannot share one."""
+    errors: dict[str, str] = {}
+    checks = (
+        ("external_ref", Patient.external_ref, data.external_ref),
+        ("phone", Patient.phone_e164, data.phone),
+        ("email", Patient.email, data.email),
+    )
+    for name, column, value in checks:
+        if value and session.scalar(select(Patient.id).where(column == value).limit(1)):
+            errors[name] = f"another patient already has this {name.replace('_', ' ')}"
+    return errors
+
+
+def enrol(
+    session: Session,
+    data: Enrolment,
+    user: User,
+    window: SendWindow,
+    *,
+    source: str,
+    now: datetime,
+) -> Enrollment:
+    """Create the patient, record consent (who, when, how) and enrol: all or nothing.
+
+    Every check runs before the first write, and the caller's transaction commits the lot.
+    """
+    version = latest_version(session, data.program)
+    errors = check_duplicates(session, data)
+    if version is None:
+        errors["program"] = f"there is no program {data.program!r}"
+    if errors:
+        raise EnrolmentRejected(errors)
+    assert version is not None
+    basics = data.model_copy(update={"consent_sms": False, "consent_email": False})
+    patient = create_patient(session, basics, by=user.email, now=now)
+    for channel, granted in ((Channel.SMS, data.consent_sms), (Channel.EMAIL, data.consent_email)):
+        if granted:
+            record_consent(
+                session, patient, channel, granted=True, method=source, by=user.email, now=now
+            )
+    enrollment = enroll(session, patient, version, window, by=user.email, now=now)
+    audit(
+        session,
+        user,
+        "enrol",
+        "patient",
+        patient.id,
+        now=now,
+        after={
+            "enrollment_id": enrollment.id,
+            "program": data.program,
+            "version": version.version,
+            "channel": data.channel.value,
+            "consent_sms": data.consent_sms,
+            "consent_email": data.consent_email,
+            "source": source,
+        },
+    )
+    return enrollment
+
+
+# --- patient actions -----------------------------------------------------------------------
+
+
+def current_enrollment(session: Session, patient_id: int) -> Enrollment | None:
+    """The newest enrollment is the one staff act on."""
+    return session.scalar(
+        select(Enrollment)
+        .where(Enrollment.patient_id == patient_id)
+        .order_by(Enrollment.id.desc())
+        .limit(1)
+    )
+
+
+def snapshot(enrollment: Enrollment) -> dict[str, Any]:
+    """The audit's before/after of an enrollment."""
+    due = enrollment.next_due_at
+    return {
+        "state": enrollment.state.value,
+        "version_id": enrollment.version_id,
+        "main_position": enrollment.main_position,
+        "next_due_at": due.isoformat() if due else None,
+    }
+
+
+def _act(
+    session: Session,
+    enrollment: Enrollment,
+    user: User,
+    action: str,
+    outcome: pacing.Outcome,
+    *,
+    now: datetime,
+) -> Enrollment:
+    if not outcome.events:
+        raise ActionRefused(f"cannot {action} an enrollment that is {enrollment.state.value}")
+    before = snapshot(enrollment)
+    apply_outcome(session, enrollment, outcome, actor=user.email, now=now)
+    session.flush()
+    audit(
+        session, user, action, "enrollment", enrollment.id, now=now, before=before,
+        after=snapshot(enrollment),
+    )  # fmt: skip
+    return enrollment
+
+
+def _reason(action: str, user: User, note: str) -> str:
+    return f"{action} by staff ({user.email})" + (f": {note}" if note else "")
+
+
+def pause(
+    session: Session, enrollment: Enrollment, user: User, *, note: str = "", now: datetime
+) -> Enrollment:
+    outcome = pacing.pause(pacing_state(enrollment), _reason("paused", user, note))
+    return _act(session, enrollment, user, "pause", outcome, now=now)
+
+
+def resume(
+    session: Session, enrollment: Enrollment, user: User, *, note: str = "", now: datetime
+) -> Enrollment:
+    outcome = pacing.resume(pacing_state(enrollment), _reason("resumed", user, note), now=now)
+    return _act(session, enrollment, user, "resume", outcome, now=now)
+
+
+def withdraw(
+    session: Session, enrollment: Enrollment, user: User, *, note: str = "", now: datetime
+) -> Enrollment:
+    outcome = pacing.withdraw(pacing_state(enrollment), _reason("withdrawn", user, note))
+    return _act(session, enrollment, user, "withdraw", outcome, now=now)
+
+
+@dataclass(frozen=True)
+class MovePreview:
+    """Where a patient lands on another version: same main position, clamped to its length."""
+
+    from_version: int
+    to_version: int
+    to_version_id: int
+    position: int
+    main_steps: int
+    next_step: str | None
+
+    @property
+    def clamped(self) -> bool:
+        return self.position >= self.main_steps
+
+
+def other_versions(session: Session, enrollment: Enrollment) -> list[ProgramVersion]:
+    return list(
+        session.scalars(
+            select(ProgramVersion)
+            .where(
+                ProgramVersion.program_id == enrollment.version.program_id,
+                ProgramVersion.id != enrollment.version_id,
+            )
+            .order_by(ProgramVersion.version)
+        )
+    )
+
+
+def preview_move(session: Session, enrollment: Enrollment, version_id: int) -> MovePreview:
+    target = session.get(ProgramVersion, version_id)
+    if target is None or target.program_id != enrollment.version.program_id:
+        raise ActionRefused("choose another version of the same program")
+    if target.id == enrollment.version_id:
+        raise ActionRefused("the patient is already on this version")
+    if enrollment.state.is_final:
+        raise ActionRefused(f"cannot move an enrollment that is {enrollment.state.value}")
+    main = [s for s in target.steps if s.track == Track.MAIN]
+    position = min(enrollment.main_position, len(main))
+    step = next((s for s in main if s.position == position), None)
+    return MovePreview(
+        from_version=enrollment.version.version,
+        to_version=target.version,
+        to_version_id=target.id,
+        position=position,
+        main_steps=len(main),
+        next_step=step.title if step else None,
+    )
+
+
+def move_to_version(
+    session: Session, enrollment: Enrollment, version_id: int, user: User, *, now: datetime
+) -> MovePreview:
+    preview = preview_move(session, enrollment, version_id)
+    before = snapshot(enrollment)
+    target = session.get_one(ProgramVersion, version_id)
+    enrollment.version = target
+    enrollment.version_id = target.id
+    enrollment.main_position = preview.position
+    if enrollment.state.receives_program:
+        enrollment.next_due_at = now
+    reason = (
+        f"moved from version {preview.from_version} to {preview.to_version} by staff "
+        f"({user.email}); main step {preview.position + 1}/{preview.main_steps}"
+    )
+    event = pacing.PacingEvent("version-move", reason, data={"to_version_id": target.id})
+    record(session, enrollment, [event], actor=user.email, now=now)
+    session.flush()
+    audit(
+        session, user, "move-version", "enrollment", enrollment.id, now=now, before=before,
+        after=snapshot(enrollment),
+    )  # fmt: skip
+    return preview
+
+
+# --- what staff see ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PacingView:
+    state: str
+    step: int
+    steps: int
+    cadence_days: int
+    next_due_local: datetime | None
+    program: str
+    version: int
+
+
+def pacing_view(enrollment: Enrollment, patient: Patient) -> PacingView:
+    due = enrollment.next_due_at
+    return PacingView(
+        state=enrollment.state.value,
+        step=enrollment.main_position,
+        steps=shape_of(enrollment.version).main_steps,
+        cadence_days=enrollment.cadence_days,
+        next_due_local=due.astimezone(ZoneInfo(patient.timezone)) if due else None,
+        program=enrollment.version.program.name,
+        version=enrollment.version.version,
+    )
+
+
+@dataclass(frozen=True)
+class TimelineEntry:
+    at: datetime
+    direction: str  # "sent" or "received"
+    channel: str
+    text: str
+    status: str
+
+
+def timeline(session: Session, patient: Patient, limit: int = 200) -> list[TimelineEntry]:
+    """Messages (with delivery status) and replies, newest first, in the patient's time."""
+    tz = ZoneInfo(patient.timezone)
+    steps = dict(session.execute(select(ProgramStep.id, ProgramStep.title)).tuples().all())
+    out = [
+        TimelineEntry(
+            at=(m.sent_at or m.planned_at).astimezone(tz),
+            direction="sent",
+            channel=m.channel.value,
+            text=steps.get(m.step_id or 0) or m.subject or m.body_text[:120],
+            status=m.status.value,
+        )
+        for m in session.scalars(
+            select(OutboxMessage)
+            .where(OutboxMessage.patient_id == patient.id)
+            .order_by(OutboxMessage.id.desc())
+            .limit(limit)
+        )
+    ]
+    out += [
+        TimelineEntry(r.received_at.astimezone(tz), "received", r.channel.value, r.raw_text, "")
+        for r in session.scalars(
+            select(InboundReply)
+            .where(InboundReply.patient_id == patient.id)
+            .order_by(InboundReply.id.desc())
+            .limit(limit)
+        )
+    ]
+    return sorted(out, key=lambda e: e.at, reverse=True)[:limit]
+
+
+@dataclass(frozen=True)
+class PatientFilters:
+    q: str = ""
+    program: str = ""
+    state: str = ""
+    in_flare: bool = False
+    needs_attention: bool = False
+    limit: int = 200
+
+
+@dataclass(frozen=True)
+class PatientRow:
+    id: int
+    name: str
+    external_ref: str | None
+    phone_last4: str
+    channel: str
+    program: str | None
+    state: str | None
+    needs_attention: bool
+
+
+def _attention() -> Any:
+    open_alert = exists().where(Alert.patient_id == Patient.id, Alert.status == AlertStatus.OPEN)
+    bad_message = exists().where(
+        OutboxMessage.patient_id == Patient.id,
+        OutboxMessage.status.in_([MessageStatus.FAILED, MessageStatus.UNKNOWN]),
+    )
+    return or_(open_alert, bad_message)
+
+
+def _patient_query(filters: PatientFilters) -> Select[Any]:
+    latest = (
+        select(Enrollment.patient_id, func.max(Enrollment.id).label("eid"))
+        .group_by(Enrollment.patient_id)
+        .subquery()
+    )
+    attention = _attention().label("attention")
+    query = (
+        select(Patient, Enrollment.state, Program.name, attention)
+        .outerjoin(latest, latest.c.patient_id == Patient.id)
+        .outerjoin(Enrollment, Enrollment.id == latest.c.eid)
+        .outerjoin(ProgramVersion, ProgramVersion.id == Enrollment.version_id)
+        .outerjoin(Program, Program.id == ProgramVersion.program_id)
+    )
+    q = filters.q.strip().lower()
+    if q:
+        name = func.lower(Patient.first_name + " " + Patient.last_name)
+        terms = [name.contains(q, autoescape=True), func.lower(Patient.external_ref) == q]
+        if q.isdigit() and len(q) == 4:
+            terms.append(Patient.phone_e164.endswith(q))
+        query = query.where(or_(*terms))
+    if filters.program:
+        query = query.where(Program.slug == filters.program)
+    if filters.state:
+        query = query.where(Enrollment.state == filters.state)
+    if filters.in_flare:
+        query = query.where(or_(Enrollment.state == S.FLARE, Enrollment.paused_from == S.FLARE))
+    if filters.needs_attention:
+        query = query.where(_attention())
+    return query.order_by(Patient.last_name, Patient.first_name, Patient.id).limit(filters.limit)
+
+
+def find_patients(session: Session, filters: PatientFilters) -> list[PatientRow]:
+    return [
+        PatientRow(
+            id=p.id,
+            name=p.display_name,
+            external_ref=p.external_ref,
+            phone_last4=(p.phone_e164 or "")[-4:],
+            channel=p.preferred_channel.value,
+            program=program,
+            state=state.value if state else None,
+            needs_attention=bool(attention),
+        )
+        for p, state, program, attention in session.execute(_patient_query(filters)).tuples()
+    ]
+
+
+# --- alerts --------------------------------------------------------------------------------
+
+
+def alert_inbox(session: Session, status: str = "", limit: int = 200) -> list[Alert]:
+    """Open first; crisis and high priority first; then long flares; newest first."""
+    query = select(Alert).order_by(
+        case(
+            (Alert.status == AlertStatus.OPEN, 0),
+            (Alert.status == AlertStatus.ACKNOWLEDGED, 1),
+            else_=2,
+        ),
+        case((Alert.kind == AlertKind.CRISIS, 0), else_=1),
+        case((Alert.priority == AlertPriority.HIGH, 0), else_=1),
+        case((Alert.kind == AlertKind.LONG_FLARE, 0), else_=1),
+        Alert.created_at.desc(),
+        Alert.id.desc(),
+    )
+    if status:
+        query = query.where(Alert.status == status)
+    return list(session.scalars(query.limit(limit)))
+
+
+_NEXT = {
+    "acknowledge": (AlertStatus.ACKNOWLEDGED, {AlertStatus.OPEN}),
+    "resolve": (AlertStatus.RESOLVED, {AlertStatus.OPEN, AlertStatus.ACKNOWLEDGED}),
+}
+
+
+def update_alert(
+    session: Session, alert: Alert, action: str, user: User, *, now: datetime
+) -> Alert:
+    """Acknowledge (someone is on it) or resolve (done); never back to open."""
+    target, allowed = _NEXT[action]
+    if alert.status not in allowed:
+        raise ActionRefused(f"cannot {action} an alert that is {alert.status.value}")
+    before = {"status": alert.status.value}
+    alert.status = target
+    audit(session, user, action, "alert", alert.id, now=now, before=before,
+          after={"status": target.value})  # fmt: skip
+    return alert
+
+
+# --- data-subject export -------------------------------------------------------------------
+
+
+def _row(obj: Any) -> dict[str, Any]:
+    """Every column of a row, as JSON-ready values."""
+    out: dict[str, Any] = {}
+    for column in obj.__table__.columns:
+        value = getattr(obj, column.key)
+        out[column.key] = value.isoformat() if hasattr(value, "isoformat") else value
+    return out
+
+
+def export_patient(
+    session: Session, patient: Patient, user: User, *, now: datetime
+) -> dict[str, Any]:
+    """Everything stored about one patient, for a data-subject request; the export is audited."""
+
+    def rows(model: Any, order: Any) -> list[dict[str, Any]]:
+        query = select(model).where(model.patient_id == patient.id).order_by(order)
+        return [_row(r) for r in session.scalars(query)]
+
+    data = {
+        "exported_at": now.isoformat(),
+        "patient": _row(patient),
+        "consents": rows(Consent, Consent.id),
+        "enrollments": rows(Enrollment, Enrollment.id),
+        "outbox": rows(OutboxMessage, OutboxMessage.id),
+        "replies": rows(InboundReply, InboundReply.id),
+        "pain_reports": rows(PainReport, PainReport.id),
+        "events": rows(Event, Event.id),
+        "alerts": rows(Alert, Alert.id),
+    }
+    counts = {k: len(v) for k, v in data.items() if isinstance(v, list)}
+    audit(session, user, "export", "patient", patient.id, now=now, before=None, after=counts)
+    return data
