@@ -22,12 +22,11 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from campaigns.audit import audit
-from campaigns.enrollments import record
 from campaigns.enrollments import rules_of as version_rules
 from campaigns.enrollments import shape_of as version_shape
 from campaigns.enums import Channel, EnrollmentState, StepKind, Track
 from campaigns.models import Enrollment, Program, ProgramDraft, ProgramVersion, User
-from campaigns.pacing import PacingEvent, PacingRules, PlannedSend, ProgramShape
+from campaigns.pacing import PacingRules, PlannedSend, ProgramShape
 from campaigns.programs import (
     SAMPLE_CONTEXT,
     LoadedProgram,
@@ -47,6 +46,7 @@ from campaigns.replies import ParsedReply, parse_reply
 from campaigns.segments import SegmentInfo, count_segments
 from campaigns.sendwindow import PatientClock, SendWindow
 from campaigns.simulation import simulate
+from campaigns.version_moves import landing, move
 
 SPEC_FILE = "program.yaml"
 FINAL_STATES = (EnrollmentState.COMPLETED, EnrollmentState.WITHDRAWN)
@@ -516,25 +516,30 @@ class Landing:
     next_title: str | None
 
 
-def _main_steps(version: ProgramVersion) -> list[tuple[str, str]]:
-    main = sorted((s for s in version.steps if s.track == Track.MAIN), key=lambda s: s.position)
-    return [(s.key, s.title) for s in main]
-
-
 def plan_migration(
     session: Session, source: ProgramVersion, target: ProgramVersion
 ) -> list[Landing]:
-    """Live enrollments of ``source``: each keeps its main position, clamped to the target."""
+    """Live enrollments of ``source``: each keeps its main position on the target."""
     if source.program_id != target.program_id or source.id == target.id:
         raise ValueError("migrate between two different versions of the same program")
-    main = _main_steps(target)
     query = select(Enrollment).where(
         Enrollment.version_id == source.id, Enrollment.state.not_in(FINAL_STATES)
     )
     landings = []
     for e in session.scalars(query.order_by(Enrollment.id)):
-        to = min(e.main_position, len(main) - 1)
-        landings.append(Landing(e.id, e.patient_id, e.state, e.main_position, to, *main[to]))
+        where = landing(e, target)
+        step = where.next_step
+        landings.append(
+            Landing(
+                e.id,
+                e.patient_id,
+                e.state,
+                e.main_position,
+                where.position,
+                step.key if step else None,
+                step.title if step else None,
+            )
+        )
     return landings
 
 
@@ -547,15 +552,11 @@ def migrate(
     now: datetime,
 ) -> list[Landing]:
     """Move every live enrollment of ``source`` onto ``target``, as :func:`plan_migration` says."""
-    flare_len = sum(1 for s in target.steps if s.track == Track.FLARE)
     landings = plan_migration(session, source, target)
-    for landing in landings:
-        e = session.get_one(Enrollment, landing.enrollment_id)
-        e.version_id, e.main_position = target.id, landing.main_to
-        e.flare_position = min(e.flare_position, max(flare_len - 1, 0))
-        reason = f"moved from version {source.version} to {target.version}"
-        data = {"from": source.version, "to": target.version, "main_position": landing.main_to}
-        record(session, e, [PacingEvent("migrated", reason, data=data)], actor=by.email, now=now)
+    reason = f"moved from version {source.version} to {target.version} by {by.email}"
+    for planned in landings:
+        enrollment = session.get_one(Enrollment, planned.enrollment_id)
+        move(session, enrollment, target, actor=by.email, reason=reason, now=now)
     session.flush()
     audit(
         session,

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from campaigns import pacing
 from campaigns.audit import audit
-from campaigns.enrollments import apply_outcome, enroll, pacing_state, record, shape_of
+from campaigns.enrollments import apply_outcome, enroll, pacing_state, shape_of
 from campaigns.enums import (
     AlertKind,
     AlertPriority,
@@ -27,7 +27,6 @@ from campaigns.enums import (
     Channel,
     EnrollmentState,
     MessageStatus,
-    Track,
 )
 from campaigns.models import (
     Alert,
@@ -45,6 +44,7 @@ from campaigns.models import (
 )
 from campaigns.patients import PatientInput, create_patient, normalize_phone, record_consent
 from campaigns.sendwindow import SendWindow
+from campaigns.version_moves import landing, move
 
 S = EnrollmentState
 
@@ -286,16 +286,14 @@ def preview_move(session: Session, enrollment: Enrollment, version_id: int) -> M
         raise ActionRefused("the patient is already on this version")
     if enrollment.state.is_final:
         raise ActionRefused(f"cannot move an enrollment that is {enrollment.state.value}")
-    main = [s for s in target.steps if s.track == Track.MAIN]
-    position = min(enrollment.main_position, len(main))
-    step = next((s for s in main if s.position == position), None)
+    where = landing(enrollment, target)
     return MovePreview(
         from_version=enrollment.version.version,
         to_version=target.version,
         to_version_id=target.id,
-        position=position,
-        main_steps=len(main),
-        next_step=step.title if step else None,
+        position=where.position,
+        main_steps=where.main_steps,
+        next_step=where.next_step.title if where.next_step else None,
     )
 
 
@@ -304,18 +302,12 @@ def move_to_version(
 ) -> MovePreview:
     preview = preview_move(session, enrollment, version_id)
     before = snapshot(enrollment)
-    target = session.get_one(ProgramVersion, version_id)
-    enrollment.version = target
-    enrollment.version_id = target.id
-    enrollment.main_position = preview.position
-    if enrollment.state.receives_program:
-        enrollment.next_due_at = now
     reason = (
         f"moved from version {preview.from_version} to {preview.to_version} by staff "
         f"({user.email}); main step {preview.position + 1}/{preview.main_steps}"
     )
-    event = pacing.PacingEvent("version-move", reason, data={"to_version_id": target.id})
-    record(session, enrollment, [event], actor=user.email, now=now)
+    target = session.get_one(ProgramVersion, version_id)
+    move(session, enrollment, target, actor=user.email, reason=reason, now=now)
     session.flush()
     audit(
         session, user, "move-version", "enrollment", enrollment.id, now=now, before=before,

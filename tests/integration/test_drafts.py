@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from campaigns import drafts
 from campaigns.enrollments import rules_of, shape_of
-from campaigns.enums import StepKind, Track
+from campaigns.enums import EnrollmentState, StepKind, Track
 from campaigns.models import Enrollment, Event, OutboxMessage, Program, ProgramDraft, User
 from campaigns.runtime import Runtime
 from campaigns.scheduler import tick
@@ -191,7 +191,7 @@ def test_diff_shows_the_changed_line(rt: Runtime) -> None:
     assert "+Changed line for {{ patient.first_name }}." in diff[0].lines
 
 
-def test_migration_keeps_position_clamped_and_records_an_event(rt: Runtime) -> None:
+def test_migration_keeps_position_and_never_resends_a_covered_step(rt: Runtime) -> None:
     v1 = load_program(rt)
     admin = _admin(rt)
     _, enrollment_id = make_enrollment(rt, v1, now=NOW)
@@ -207,15 +207,20 @@ def test_migration_keeps_position_clamped_and_records_an_event(rt: Runtime) -> N
         program = session.scalars(select(Program)).one()
         source, target = (drafts.get_version(session, program, n) for n in (1, 2))
         plan = drafts.plan_migration(session, source, target)
-        assert [(p.main_from, p.main_to, p.next_key) for p in plan] == [(3, 1, "d2-write")]
+        # steps 0-2 were sent; the new version has only 2 main steps: nothing is left to send
+        assert [(p.main_from, p.main_to, p.next_key) for p in plan] == [(3, 2, None)]
         drafts.migrate(session, source, target, by=session.get_one(User, admin), now=NOW)
         with pytest.raises(ValueError):
             drafts.plan_migration(session, source, source)
     with rt.session() as session:
         moved = session.get_one(Enrollment, enrollment_id)
-        assert (moved.version_id, moved.main_position) == (target.id, 1)
+        assert (moved.version_id, moved.main_position) == (target.id, 2)
         kinds = session.scalars(select(Event.kind).where(Event.enrollment_id == enrollment_id))
-        assert "migrated" in list(kinds)
+        assert "version-move" in list(kinds)
+    later = NOW + timedelta(days=1)
+    assert tick(rt, now=later).planned == []
+    with rt.session() as session:
+        assert session.get_one(Enrollment, enrollment_id).state == EnrollmentState.COMPLETED
 
 
 @pytest.mark.parametrize("pattern", ["steady", "mid-flare", "long-flare"])
