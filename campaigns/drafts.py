@@ -9,12 +9,10 @@ until an admin migrates them. Every change is audited with before and after.
 from __future__ import annotations
 
 import contextlib
-import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import yaml
 from jinja2.exceptions import TemplateError
@@ -22,11 +20,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from campaigns.audit import audit
-from campaigns.enrollments import rules_of as version_rules
-from campaigns.enrollments import shape_of as version_shape
 from campaigns.enums import Channel, EnrollmentState, StepKind, Track
 from campaigns.models import Enrollment, Program, ProgramDraft, ProgramVersion, User
-from campaigns.pacing import PacingRules, PlannedSend, ProgramShape
+from campaigns.pacing import PacingRules
 from campaigns.programs import (
     SAMPLE_CONTEXT,
     LoadedProgram,
@@ -38,14 +34,8 @@ from campaigns.programs import (
     store_version,
     validate_templates,
 )
-from campaigns.programs import (
-    shape_of as spec_shape,
-)
 from campaigns.rendering import STEP_FILES, FilesLoader, make_environment, render_channel, step_path
-from campaigns.replies import ParsedReply, parse_reply
 from campaigns.segments import SegmentInfo, count_segments
-from campaigns.sendwindow import PatientClock, SendWindow
-from campaigns.simulation import simulate
 from campaigns.version_moves import landing, move
 
 SPEC_FILE = "program.yaml"
@@ -469,37 +459,6 @@ def preview_step(draft: ProgramDraft, key: str, sources: Mapping[str, str]) -> P
     )
 
 
-# --- comparing versions ----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class FileDiff:
-    name: str
-    status: str  # "added", "removed" or "changed"
-    lines: list[str]
-
-
-def diff_versions(a: ProgramVersion, b: ProgramVersion) -> list[FileDiff]:
-    """Unified diffs, per file, from ``a`` to ``b``; ``program.yaml`` stands for the spec."""
-    old = {SPEC_FILE: spec_yaml_of(a), **a.files}
-    new = {SPEC_FILE: spec_yaml_of(b), **b.files}
-    out: list[FileDiff] = []
-    for name in sorted(set(old) | set(new), key=lambda n: (n != SPEC_FILE, n)):
-        before, after = old.get(name), new.get(name)
-        if before == after:
-            continue
-        status = "added" if before is None else "removed" if after is None else "changed"
-        lines = difflib.unified_diff(
-            (before or "").splitlines(),
-            (after or "").splitlines(),
-            f"v{a.version}/{name}",
-            f"v{b.version}/{name}",
-            lineterm="",
-        )
-        out.append(FileDiff(name, status, list(lines)))
-    return out
-
-
 # --- moving enrollments to another version ---------------------------------------------------
 
 
@@ -569,99 +528,3 @@ def migrate(
         after={"version": target.version, "enrollments": len(landings)},
     )
     return landings
-
-
-# --- what if: a program's pacing over a pattern of replies -----------------------------------
-
-PATTERNS = {
-    "steady": "Replies 4/10 every day",
-    "mid-flare": "Steady, then a flare halfway through that settles after a few days",
-    "long-flare": "A flare from day 3 that does not settle for two weeks",
-}
-
-
-@dataclass(frozen=True)
-class CalendarEntry:
-    on: date
-    kind: str  # "main", "flare", "resume", "reply" or "alert"
-    key: str | None
-    title: str
-
-
-def replies_for(
-    pattern: str, start: datetime, days: int, main_days: int
-) -> list[tuple[datetime, ParsedReply]]:
-    """A reply each afternoon, its words chosen by ``pattern``."""
-    if pattern not in PATTERNS:
-        raise ValueError(f"unknown reply pattern {pattern!r}; use one of {', '.join(PATTERNS)}")
-    flare_from, flare_days = {
-        "steady": (days + 1, 0),
-        "mid-flare": (max(main_days // 2, 1), 3),
-        "long-flare": (2, 14),
-    }[pattern]
-    out = []
-    for day in range(days):
-        text = "flare 9" if flare_from <= day < flare_from + flare_days else "4"
-        out.append((start + timedelta(days=day, hours=15), parse_reply(text)))
-    return out
-
-
-def what_if(
-    steps: Mapping[Track, list[tuple[str, str]]],
-    rules: PacingRules,
-    shape: ProgramShape,
-    pattern: str,
-    *,
-    start: date,
-) -> list[CalendarEntry]:
-    """Simulate one patient (10:00 UTC send time) and lay out what reaches them, day by day."""
-    begin = datetime.combine(start, time(0, 0), tzinfo=UTC)
-    days = shape.main_steps * rules.cadence_days + 21
-    clock = PatientClock(ZoneInfo("UTC"), time(10, 0), SendWindow())
-    replies = replies_for(pattern, begin, days, shape.main_steps)
-    result = simulate(rules, shape, clock, start=begin, days=days, replies=replies)
-    entries = [_sent(t.send, steps) for t in result.sends]
-    entries += [
-        CalendarEntry(at.date(), "reply", None, r.raw)
-        for at, r in replies
-        if result.completed_at is None or at < result.completed_at
-    ]
-    entries += [CalendarEntry(a.at.date(), "alert", None, a.alert.summary) for a in result.alerts]
-    order = {"main": 0, "flare": 0, "resume": 0, "reply": 1, "alert": 2}
-    return sorted(entries, key=lambda e: (e.on, order[e.kind]))
-
-
-def _sent(send: PlannedSend, steps: Mapping[Track, list[tuple[str, str]]]) -> CalendarEntry:
-    track = steps[send.track]
-    key, title = track[send.index] if send.index < len(track) else (None, "?")
-    kind = "resume" if send.resume else send.track.value
-    return CalendarEntry(send.local_date, kind, key, title)
-
-
-def outline_of_spec(spec: ProgramSpec) -> dict[Track, list[tuple[str, str]]]:
-    return {t: [(s.key, s.title) for s in spec.ordered(t)] for t in Track}
-
-
-def outline_of_version(version: ProgramVersion) -> dict[Track, list[tuple[str, str]]]:
-    ordered = sorted(version.steps, key=lambda s: s.position)
-    return {t: [(s.key, s.title) for s in ordered if s.track == t] for t in Track}
-
-
-def calendar_for(
-    session: Session, program: Program, source: str, pattern: str, *, start: date
-) -> list[CalendarEntry]:
-    """What-if for the draft (``"draft"``), the latest version or a version number."""
-    if source == "draft":
-        spec = spec_of(peek_draft(session, program))
-        return what_if(outline_of_spec(spec), spec.rules(), spec_shape(spec), pattern, start=start)
-    if source == "latest":
-        versions = versions_of(session, program)
-        if not versions:
-            raise LookupError(f"{program.slug} has no published version")
-        version = versions[0]
-    elif source.isdigit():
-        version = get_version(session, program, int(source))
-    else:
-        raise ValueError("source must be 'draft', 'latest' or a version number")
-    rules, shape = version_rules(version), version_shape(version)
-    return what_if(outline_of_version(version), rules, shape, pattern, start=start)

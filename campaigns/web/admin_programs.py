@@ -15,7 +15,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from campaigns import drafts
+from campaigns import drafts, version_diff, whatif
 from campaigns.enums import StepKind, Track
 from campaigns.models import Program, User, utcnow
 from campaigns.pacing import PacingRules
@@ -110,7 +110,7 @@ def _program_page(
         "cadence_days": spec.cadence_days if spec else 1,
         "tracks": list(Track),
         "kinds": list(StepKind),
-        "patterns": drafts.PATTERNS,
+        "patterns": whatif.PATTERNS,
         "pattern": None,
         "source": "latest",
         "calendar": None,
@@ -122,7 +122,7 @@ def _program_page(
     return render(request, "admin/program.html", context, status_code=status_code)
 
 
-def _calendar(entries: Sequence[drafts.CalendarEntry]) -> list[tuple[date, list[Any]]]:
+def _calendar(entries: Sequence[whatif.CalendarEntry]) -> list[tuple[date, list[Any]]]:
     return [(day, list(items)) for day, items in groupby(entries, key=lambda e: e.on)]
 
 
@@ -142,7 +142,7 @@ def program_page(
     extra: dict[str, Any] = {"published": published, "unchanged": unchanged, "migrated": migrated}
     if pattern:
         try:
-            entries = drafts.calendar_for(session, program, source, pattern, start=date.today())
+            entries = whatif.calendar_for(session, program, source, pattern, start=date.today())
             extra.update(pattern=pattern, source=source, calendar=_calendar(entries))
         except (ValueError, LookupError) as exc:
             extra["error"] = str(exc)
@@ -400,7 +400,7 @@ def diff_page(
 ) -> Response:
     program = _program(session, slug)
     old, new = _version_pair(session, program, a, b)
-    context = {"program": program, "a": a, "b": b, "diff": drafts.diff_versions(old, new)}
+    context = {"program": program, "a": a, "b": b, "diff": version_diff.diff_versions(old, new)}
     return render(request, "admin/diff.html", context)
 
 

@@ -13,7 +13,7 @@ from fastapi import APIRouter, HTTPException, Path, Query, status
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from campaigns import drafts
+from campaigns import drafts, version_diff, whatif
 from campaigns.models import Program, ProgramStep, ProgramVersion, utcnow
 from campaigns.program_schemas import (
     CalendarEntryOut,
@@ -152,7 +152,7 @@ def diff(
     old, new = _version(session, program, a), _version(session, program, b)
     files = [
         FileDiffOut(name=d.name, status=d.status, lines=d.lines)
-        for d in drafts.diff_versions(old, new)
+        for d in version_diff.diff_versions(old, new)
     ]
     return DiffOut(a=a, b=b, files=files)
 
@@ -211,7 +211,7 @@ def publish(slug: str, session: SessionDep, user: AdminUser) -> PublishOut:
 def simulate(slug: str, body: SimulateIn, session: SessionDep, _user: AdminUser) -> SimulateOut:
     program = _program(session, slug)
     try:
-        calendar = drafts.calendar_for(
+        calendar = whatif.calendar_for(
             session, program, body.source, body.pattern, start=body.start or date.today()
         )
     except drafts.DraftError as exc:

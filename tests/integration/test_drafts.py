@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 from sqlalchemy import select
 
-from campaigns import drafts
+from campaigns import drafts, version_diff, whatif
 from campaigns.enrollments import rules_of, shape_of
 from campaigns.enums import EnrollmentState, StepKind, Track
 from campaigns.models import Enrollment, Event, OutboxMessage, Program, ProgramDraft, User
@@ -186,7 +186,7 @@ def test_diff_shows_the_changed_line(rt: Runtime) -> None:
     with rt.session() as session:
         program = drafts.get_program(session, "mini")
         a, b = drafts.get_version(session, program, 1), drafts.get_version(session, program, 2)
-        diff = drafts.diff_versions(a, b)
+        diff = version_diff.diff_versions(a, b)
     assert [d.name for d in diff] == [SMS]
     assert "+Changed line for {{ patient.first_name }}." in diff[0].lines
 
@@ -230,8 +230,8 @@ def test_what_if_lays_out_the_calendar(rt: Runtime, pattern: str) -> None:
         from campaigns.models import ProgramVersion
 
         version = session.get_one(ProgramVersion, v1)
-        calendar = drafts.what_if(
-            drafts.outline_of_version(version),
+        calendar = whatif.what_if(
+            whatif.outline_of_version(version),
             rules_of(version),
             shape_of(version),
             pattern,
@@ -251,4 +251,4 @@ def test_what_if_lays_out_the_calendar(rt: Runtime, pattern: str) -> None:
     if pattern == "long-flare":
         assert any(e.kind == "alert" for e in calendar)
     with pytest.raises(ValueError):
-        drafts.replies_for("nope", NOW, 3, 3)
+        whatif.replies_for("nope", NOW, 3, 3)
