@@ -14,15 +14,13 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from pydantic import Field, ValidationError
-from sqlalchemy import Select, case, exists, func, or_, select
+from sqlalchemy import Select, exists, func, or_, select
 from sqlalchemy.orm import Session
 
 from campaigns import pacing
 from campaigns.audit import audit
 from campaigns.enrollments import apply_outcome, enroll, pacing_state, shape_of
 from campaigns.enums import (
-    AlertKind,
-    AlertPriority,
     AlertStatus,
     Channel,
     EnrollmentState,
@@ -30,12 +28,9 @@ from campaigns.enums import (
 )
 from campaigns.models import (
     Alert,
-    Consent,
     Enrollment,
-    Event,
     InboundReply,
     OutboxMessage,
-    PainReport,
     Patient,
     Program,
     ProgramStep,
@@ -460,82 +455,3 @@ def find_patients(session: Session, filters: PatientFilters) -> list[PatientRow]
         )
         for p, state, program, attention in session.execute(_patient_query(filters)).tuples()
     ]
-
-
-# --- alerts --------------------------------------------------------------------------------
-
-
-def alert_inbox(session: Session, status: str = "", limit: int = 200) -> list[Alert]:
-    """Open first; crisis and high priority first; then long flares; newest first."""
-    query = select(Alert).order_by(
-        case(
-            (Alert.status == AlertStatus.OPEN, 0),
-            (Alert.status == AlertStatus.ACKNOWLEDGED, 1),
-            else_=2,
-        ),
-        case((Alert.kind == AlertKind.CRISIS, 0), else_=1),
-        case((Alert.priority == AlertPriority.HIGH, 0), else_=1),
-        case((Alert.kind == AlertKind.LONG_FLARE, 0), else_=1),
-        Alert.created_at.desc(),
-        Alert.id.desc(),
-    )
-    if status:
-        query = query.where(Alert.status == status)
-    return list(session.scalars(query.limit(limit)))
-
-
-_NEXT = {
-    "acknowledge": (AlertStatus.ACKNOWLEDGED, {AlertStatus.OPEN}),
-    "resolve": (AlertStatus.RESOLVED, {AlertStatus.OPEN, AlertStatus.ACKNOWLEDGED}),
-}
-
-
-def update_alert(
-    session: Session, alert: Alert, action: str, user: User, *, now: datetime
-) -> Alert:
-    """Acknowledge (someone is on it) or resolve (done); never back to open."""
-    target, allowed = _NEXT[action]
-    if alert.status not in allowed:
-        raise ActionRefused(f"cannot {action} an alert that is {alert.status.value}")
-    before = {"status": alert.status.value}
-    alert.status = target
-    audit(session, user, action, "alert", alert.id, now=now, before=before,
-          after={"status": target.value})  # fmt: skip
-    return alert
-
-
-# --- data-subject export -------------------------------------------------------------------
-
-
-def _row(obj: Any) -> dict[str, Any]:
-    """Every column of a row, as JSON-ready values."""
-    out: dict[str, Any] = {}
-    for column in obj.__table__.columns:
-        value = getattr(obj, column.key)
-        out[column.key] = value.isoformat() if hasattr(value, "isoformat") else value
-    return out
-
-
-def export_patient(
-    session: Session, patient: Patient, user: User, *, now: datetime
-) -> dict[str, Any]:
-    """Everything stored about one patient, for a data-subject request; the export is audited."""
-
-    def rows(model: Any, order: Any) -> list[dict[str, Any]]:
-        query = select(model).where(model.patient_id == patient.id).order_by(order)
-        return [_row(r) for r in session.scalars(query)]
-
-    data = {
-        "exported_at": now.isoformat(),
-        "patient": _row(patient),
-        "consents": rows(Consent, Consent.id),
-        "enrollments": rows(Enrollment, Enrollment.id),
-        "outbox": rows(OutboxMessage, OutboxMessage.id),
-        "replies": rows(InboundReply, InboundReply.id),
-        "pain_reports": rows(PainReport, PainReport.id),
-        "events": rows(Event, Event.id),
-        "alerts": rows(Alert, Alert.id),
-    }
-    counts = {k: len(v) for k, v in data.items() if isinstance(v, list)}
-    audit(session, user, "export", "patient", patient.id, now=now, before=None, after=counts)
-    return data

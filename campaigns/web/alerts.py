@@ -8,7 +8,7 @@ from fastapi import APIRouter, Form, HTTPException, Query, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import select
 
-from campaigns import staff
+from campaigns import alert_inbox, staff
 from campaigns.enums import AlertStatus
 from campaigns.models import Alert, Patient, utcnow
 from campaigns.web.api_patients import Id
@@ -27,7 +27,7 @@ def inbox(
     wanted: Annotated[str, Query(alias="status")] = "",
 ) -> Response:
     wanted = wanted if wanted in {s.value for s in AlertStatus} else ""
-    alerts = staff.alert_inbox(session, wanted)
+    alerts = alert_inbox.alert_inbox(session, wanted)
     ids = {a.patient_id for a in alerts}
     names = {
         p.id: p.display_name for p in session.scalars(select(Patient).where(Patient.id.in_(ids)))
@@ -55,7 +55,7 @@ def update(
     if alert is None or action not in ("acknowledge", "resolve"):
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such alert or action")
     try:
-        staff.update_alert(session, alert, action, user, now=utcnow())
+        alert_inbox.update_alert(session, alert, action, user, now=utcnow())
     except staff.ActionRefused as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
     session.commit()

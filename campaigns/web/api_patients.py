@@ -13,7 +13,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, File, HTTPException, Path, Query, UploadFile, status
 from sqlalchemy.orm import Session
 
-from campaigns import staff
+from campaigns import alert_inbox, patient_export, staff
 from campaigns.csv_import import FileRejected, import_csv
 from campaigns.enums import AlertStatus, EnrollmentState
 from campaigns.models import Alert, Enrollment, Patient, utcnow
@@ -173,7 +173,7 @@ for _name in ("pause", "resume", "withdraw"):
 def export_patient(session: SessionDep, user: StaffUser, patient_id: Id) -> ExportOut:
     """Everything stored about the patient (data-subject request); the export is audited."""
     patient = get_patient(session, patient_id)
-    data = staff.export_patient(session, patient, user, now=utcnow())
+    data = patient_export.export_patient(session, patient, user, now=utcnow())
     session.commit()
     return ExportOut(**data)
 
@@ -208,7 +208,7 @@ def list_alerts(
     user: StaffUser,
     status_: Annotated[AlertStatus | None, Query(alias="status")] = None,
 ) -> list[AlertOut]:
-    alerts = staff.alert_inbox(session, status_.value if status_ else "")
+    alerts = alert_inbox.alert_inbox(session, status_.value if status_ else "")
     return [AlertOut.model_validate(a) for a in alerts]
 
 
@@ -218,7 +218,7 @@ def _alert_action(name: str) -> Any:
         if alert is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, "no such alert")
         try:
-            staff.update_alert(session, alert, name, user, now=utcnow())
+            alert_inbox.update_alert(session, alert, name, user, now=utcnow())
         except staff.ActionRefused as exc:
             raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
         session.commit()

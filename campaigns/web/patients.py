@@ -11,7 +11,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from campaigns import staff
+from campaigns import patient_export, staff
 from campaigns.charts import CHART_CSS, pain_chart_svg
 from campaigns.csv_import import COLUMNS, MAX_ROWS, REQUIRED, FileRejected, import_csv
 from campaigns.enums import AlertStatus, Channel, EnrollmentState
@@ -290,7 +290,7 @@ def export(
     request: Request, session: SessionDep, user: StaffUser, patient_id: Id, csrf: CsrfForm = None
 ) -> Response:
     check_csrf(request, csrf)
-    data = staff.export_patient(session, _patient(session, patient_id), user, now=utcnow())
+    data = patient_export.export_patient(session, _patient(session, patient_id), user, now=utcnow())
     session.commit()
     return Response(
         json.dumps(data, indent=2, ensure_ascii=False),
