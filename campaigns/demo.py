@@ -24,13 +24,14 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from sqlalchemy import func, select
 
 from campaigns.db import migrate
-from campaigns.demo_report import PatientSummary, collect, console_table, intro, render_html
+from campaigns.demo_report import console_table, intro, render_html
 from campaigns.demo_scripts import CastMember, PatientScript, ScriptedReply, cast_member
 from campaigns.enrollments import enroll, rules_of
 from campaigns.enums import MessagePurpose, MessageStatus
 from campaigns.inbound import receive_reply
 from campaigns.models import Enrollment, OutboxMessage, Patient, ProgramVersion
 from campaigns.outbox import REDISPATCH_AFTER, DeliveryResult, deliver
+from campaigns.patient_timeline import PatientSummary, collect
 from campaigns.patients import PatientInput, create_patient
 from campaigns.programs import bundled_folders, latest_version_id, load_folder, store_version
 from campaigns.runtime import Runtime, build_runtime

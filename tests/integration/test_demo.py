@@ -26,7 +26,7 @@ from typer.testing import CliRunner
 from campaigns.cli import app
 from campaigns.db import make_engine
 from campaigns.demo import DemoResult, run_demo
-from campaigns.demo_report import Mark, PatientSummary, Timeline, render_html
+from campaigns.demo_report import render_html
 from campaigns.demo_scripts import BETTER, CALM, FLARE, JOURNAL, Pattern
 from campaigns.enums import (
     AlertKind,
@@ -45,6 +45,7 @@ from campaigns.models import (
     OutboxMessage,
     ProgramStep,
 )
+from campaigns.patient_timeline import Mark, PatientSummary, Timeline
 from campaigns.patients import has_consent
 from campaigns.replies import parse_reply
 from campaigns.segments import count_segments
