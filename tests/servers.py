@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import uvicorn
 from fastapi import FastAPI
+
+from config.settings import Settings
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 def free_port() -> int:
@@ -36,3 +44,25 @@ def serve(app: FastAPI, port: int | None = None) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+@contextmanager
+def celery_worker(settings: Settings, log_path: Path, *, concurrency: int = 2) -> Iterator[None]:
+    """A real ``celery worker`` process on the settings' database and broker."""
+    env = {
+        **os.environ,
+        "CAMPAIGNS_DATA_DIR": str(settings.data_dir),
+        "CAMPAIGNS_DATABASE_URL": settings.resolved_database_url,
+        "CAMPAIGNS_BROKER_URL": settings.resolved_broker_url,
+        "CAMPAIGNS_SECRET_KEY": "test-secret-key-that-is-long-enough-000000",
+    }
+    command = [sys.executable, "-m", "celery", "-A", "worker.app", "worker", "-Q",
+               "ticks,sends,default", "-c", str(concurrency), "--loglevel=INFO",
+               "--without-gossip", "--without-mingle"]  # fmt: skip
+    with log_path.open("w") as log:
+        proc = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            yield
+        finally:
+            proc.terminate()
+            proc.wait(30)

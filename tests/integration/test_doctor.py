@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -16,10 +13,11 @@ from campaigns.channels.twilio_sms import TwilioSmsTransport
 from campaigns.email_headers import EmailIdentity
 from campaigns.enums import Channel
 from campaigns.runtime import Runtime, build_runtime
-from tests.conftest import REDIS_URL, REPO, require_service
+from tests.conftest import REDIS_URL, require_service
 from tests.fakes import twilio_api
 from tests.fakes.smtp_server import PASSWORD, USERNAME, smtp_server
 from tests.fakes.tls import make_certificates
+from tests.servers import celery_worker
 from worker.app import create_app
 from worker.doctor import Verdict, check_channels, check_migrations, run_checks
 
@@ -98,34 +96,7 @@ def test_a_running_worker_and_a_recent_tick_are_healthy(rt: Runtime, tmp_path: P
         require_service("Redis", exc)
     redis.Redis.from_url(broker).flushdb()
     settings = rt.settings.model_copy(update={"broker_url": broker})
-    env = {
-        **os.environ,
-        "CAMPAIGNS_DATA_DIR": str(settings.data_dir),
-        "CAMPAIGNS_DATABASE_URL": settings.resolved_database_url,
-        "CAMPAIGNS_BROKER_URL": broker,
-        "CAMPAIGNS_SECRET_KEY": "test-secret-key-that-is-long-enough-000000",
-    }
-    log = (tmp_path / "worker.log").open("w")
-    worker = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "worker.app",
-            "worker",
-            "-Q",
-            "ticks,sends,default",
-            "-c",
-            "1",
-            "--without-mingle",
-        ],
-        cwd=REPO,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
+    with celery_worker(settings, tmp_path / "worker.log", concurrency=1):
         checked = build_runtime(settings)
         app = create_app(settings)
         app.send_task("campaigns.tick")
@@ -137,9 +108,5 @@ def test_a_running_worker_and_a_recent_tick_are_healthy(rt: Runtime, tmp_path: P
                 break
             time.sleep(1)
         app.close()
-    finally:
-        worker.terminate()
-        worker.wait(30)
-        log.close()
     assert verdicts["workers"] == Verdict.OK
     assert verdicts["beat"] == Verdict.OK

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time as clock
 from collections.abc import Iterator
 from datetime import timedelta
@@ -18,8 +15,9 @@ from campaigns.enums import MessageStatus
 from campaigns.models import Enrollment, OutboxMessage, utcnow
 from campaigns.runtime import Runtime
 from config.settings import Settings
-from tests.conftest import REDIS_URL, REPO, require_service
+from tests.conftest import REDIS_URL, require_service
 from tests.factories import load_program, make_enrollment
+from tests.servers import celery_worker
 from worker.app import create_app
 
 pytestmark = pytest.mark.slow
@@ -47,39 +45,8 @@ def broker_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 @pytest.fixture
 def worker(rt: Runtime, broker_url: str, tmp_path: Path) -> Iterator[Settings]:
     settings = rt.settings.model_copy(update={"broker_url": broker_url})
-    env = {
-        **os.environ,
-        "CAMPAIGNS_DATA_DIR": str(settings.data_dir),
-        "CAMPAIGNS_DATABASE_URL": settings.resolved_database_url,
-        "CAMPAIGNS_BROKER_URL": broker_url,
-        "CAMPAIGNS_SECRET_KEY": "test-secret-key-that-is-long-enough-000000",
-    }
-    log = (tmp_path / "worker.log").open("w")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "worker.app",
-            "worker",
-            "-Q",
-            "ticks,sends,default",
-            "-c",
-            "2",
-            "--loglevel=INFO",
-            "--without-gossip",
-            "--without-mingle",
-        ],
-        cwd=REPO,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    yield settings
-    proc.terminate()
-    proc.wait(30)
-    log.close()
+    with celery_worker(settings, tmp_path / "worker.log"):
+        yield settings
 
 
 def test_worker_ticks_and_sends_each_message_once(rt: Runtime, worker: Settings) -> None:
