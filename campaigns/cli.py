@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from datetime import UTC, datetime, time
 from pathlib import Path
@@ -15,6 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from campaigns.cli_users import users_app
+from campaigns.data_care import purge_patient
 from campaigns.db import migrate
 from campaigns.enrollments import EnrollmentError, enroll
 from campaigns.enums import Channel, EnrollmentState, MessageStatus
@@ -30,6 +32,7 @@ from campaigns.models import (
     utcnow,
 )
 from campaigns.outbox import deliver
+from campaigns.patient_export import export_patient
 from campaigns.patients import PatientInput, create_patient
 from campaigns.programs import (
     ProgramError,
@@ -335,6 +338,50 @@ def demo(
     except SettingsError as exc:
         fail(str(exc), 2)
     run_demo(settings, patients=patients, days=days, report_path=report, seed=seed, console=console)
+
+
+@app.command("export")
+def export_cmd(
+    patient: Annotated[int | None, typer.Option(help="One patient's id; omit with --all.")] = None,
+    all_patients: Annotated[bool, typer.Option("--all", help="Every patient.")] = False,
+    out: Annotated[Path, typer.Option(help="JSON file to write.")] = Path("export.json"),
+) -> None:
+    """Everything stored about one patient (or all), as JSON, for data-subject requests."""
+    if (patient is None) == (not all_patients):
+        fail("give exactly one of --patient ID or --all")
+    rt = _runtime()
+    now = utcnow()
+    with rt.session() as session:
+        ids = (
+            [patient]
+            if patient is not None
+            else list(session.scalars(select(Patient.id).order_by(Patient.id)))
+        )
+        exports = []
+        for patient_id in ids:
+            found = session.get(Patient, patient_id)
+            if found is None:
+                fail(f"no patient {patient_id}")
+            exports.append(export_patient(session, found, None, now=now))
+    payload = exports[0] if patient is not None else {"patients": exports}
+    out.write_text(json.dumps(payload, indent=1, ensure_ascii=False, default=str))
+    out.chmod(0o600)
+    console.print(f"exported {len(exports)} patient(s) to {out}")
+
+
+@app.command("purge-patient")
+def purge_patient_cmd(
+    patient: int,
+    yes: Annotated[bool, typer.Option("--yes", help="Confirm: this cannot be undone.")] = False,
+) -> None:
+    """Erase a patient and everything stored about them (a data-subject request)."""
+    if not yes:
+        fail("erasing a patient cannot be undone: add --yes to confirm")
+    rt = _runtime()
+    with rt.session() as session:
+        if not purge_patient(session, patient, by=None, now=utcnow()):
+            fail(f"no patient {patient}")
+    console.print(f"patient {patient} and all their data erased")
 
 
 @app.command()

@@ -40,7 +40,7 @@ def _row(obj: Any) -> dict[str, Any]:
 
 
 def export_patient(
-    session: Session, patient: Patient, user: User, *, now: datetime
+    session: Session, patient: Patient, user: User | None, *, now: datetime
 ) -> dict[str, Any]:
     """Everything stored about one patient, for a data-subject request; the export is audited."""
 

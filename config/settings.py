@@ -82,6 +82,9 @@ class Settings(BaseSettings):
     imap_password: SecretStr | None = None
     imap_folder: str = "INBOX"
 
+    #: Raw reply text older than this many days is blanked (scores and keywords stay).
+    reply_retention_days: int | None = Field(default=None, ge=1)
+
     #: When set, ``/metrics`` requires ``Authorization: Bearer <token>``.
     metrics_token: SecretStr | None = None
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery import Celery
 
-from config.beat import BEAT_SCHEDULE, SWEEP_TASK, TICK_TASK
+from config.beat import BEAT_SCHEDULE, RETENTION_TASK, SWEEP_TASK, TICK_TASK
 from config.settings import Settings, get_settings
 
 SEND_TASK = "campaigns.send"
@@ -37,6 +37,7 @@ def create_app(settings: Settings | None = None) -> Celery:
         task_routes={
             TICK_TASK: {"queue": "ticks"},
             SWEEP_TASK: {"queue": "ticks"},
+            RETENTION_TASK: {"queue": "ticks"},
             SEND_TASK: {"queue": "sends"},
         },
         task_default_queue="default",

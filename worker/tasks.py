@@ -7,13 +7,14 @@ from collections.abc import Sequence
 from datetime import timedelta
 from functools import lru_cache
 
+from campaigns.data_care import expire_reply_text
 from campaigns.heartbeats import TICK, beat
 from campaigns.logs import configure as configure_logging
 from campaigns.models import utcnow
 from campaigns.outbox import DeliveryResult, deliver, sweep_stale_sending
 from campaigns.runtime import Runtime, build_runtime
 from campaigns.scheduler import tick
-from config.beat import SWEEP_TASK, TICK_TASK
+from config.beat import RETENTION_TASK, SWEEP_TASK, TICK_TASK
 from config.settings import get_settings
 from worker.app import SEND_TASK, app
 
@@ -51,3 +52,13 @@ def sweep_task() -> int:
     stale = timedelta(minutes=rt.settings.sending_stale_minutes)
     with rt.session() as session:
         return sweep_stale_sending(session, now=utcnow(), stale_after=stale)
+
+
+@app.task(name=RETENTION_TASK)  # type: ignore[untyped-decorator]
+def retention_task() -> int:
+    rt = runtime()
+    keep = rt.settings.reply_retention_days
+    if keep is None:
+        return 0
+    with rt.session() as session:
+        return expire_reply_text(session, now=utcnow(), keep_days=keep)
