@@ -24,6 +24,7 @@ from campaigns.pacing import opt_out
 from campaigns.patients import has_consent, record_consent
 from campaigns.rendering import RenderedMessage
 from campaigns.runtime import Runtime
+from campaigns.sendwindow import PatientClock
 
 M = MessageStatus
 log = get_logger(__name__)
@@ -137,7 +138,7 @@ def _deliver(rt: Runtime, outbox_id: int, *, now: datetime) -> DeliveryResult:
         patient = session.get_one(Patient, row.patient_id)
         clock = clock_of(patient, rt.window)
         if row.purpose == MessagePurpose.PROGRAM and not clock.in_window(now):
-            row.planned_at = clock.next_slot(now)
+            _defer_to_next_window(session, row, clock, now=now)
             return DeliveryResult.DEFERRED
         reason = _withhold_reason(session, row, patient)
         if reason is not None:
@@ -156,6 +157,23 @@ def _deliver(rt: Runtime, outbox_id: int, *, now: datetime) -> DeliveryResult:
             max_segments=_segment_limit(session, row),
         )
     return _call_provider(rt, outgoing, now=now)
+
+
+def _defer_to_next_window(
+    session: Session, row: OutboxMessage, clock: PatientClock, *, now: datetime
+) -> None:
+    """The message now belongs to the morning it will go out on, so the enrollment's next
+    message moves a day too: still one program message a day, still in order."""
+    row.planned_at = clock.next_slot(now)
+    day = clock.local_date(row.planned_at)
+    row.local_date = day
+    enrollment = session.get(Enrollment, row.enrollment_id) if row.enrollment_id else None
+    if enrollment is None or (enrollment.last_program_send_on or day) > day:
+        return
+    enrollment.last_program_send_on = day
+    after = clock.slot(day + timedelta(days=max(enrollment.cadence_days, 1)))
+    if enrollment.next_due_at is not None and enrollment.next_due_at < after:
+        enrollment.next_due_at = after
 
 
 def _segment_limit(session: Session, row: OutboxMessage) -> int:

@@ -47,22 +47,42 @@ def serve(app: FastAPI, port: int | None = None) -> Iterator[str]:
 
 
 @contextmanager
-def celery_worker(settings: Settings, log_path: Path, *, concurrency: int = 2) -> Iterator[None]:
-    """A real ``celery worker`` process on the settings' database and broker."""
+def celery_worker(
+    settings: Settings,
+    log_path: Path,
+    *,
+    concurrency: int = 2,
+    extra_env: dict[str, str] | None = None,
+    new_session: bool = False,
+) -> Iterator[subprocess.Popen[bytes]]:
+    """A real ``celery worker`` process on the settings' database and broker.
+
+    ``new_session`` puts the worker and its pool children in their own process group, so a
+    test can ``os.killpg`` all of them at once; ``extra_env`` adds ``CAMPAIGNS_*`` variables.
+    """
     env = {
         **os.environ,
         "CAMPAIGNS_DATA_DIR": str(settings.data_dir),
         "CAMPAIGNS_DATABASE_URL": settings.resolved_database_url,
         "CAMPAIGNS_BROKER_URL": settings.resolved_broker_url,
         "CAMPAIGNS_SECRET_KEY": "test-secret-key-that-is-long-enough-000000",
+        **(extra_env or {}),
     }
     command = [sys.executable, "-m", "celery", "-A", "worker.app", "worker", "-Q",
                "ticks,sends,default", "-c", str(concurrency), "--loglevel=INFO",
                "--without-gossip", "--without-mingle"]  # fmt: skip
     with log_path.open("w") as log:
-        proc = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            command,
+            cwd=REPO,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=new_session,
+        )
         try:
-            yield
+            yield proc
         finally:
-            proc.terminate()
+            if proc.poll() is None:
+                proc.terminate()
             proc.wait(30)

@@ -120,3 +120,22 @@ def test_redelivered_send_task_sends_once(rt: Runtime) -> None:
     assert deliver(rt, outbox_id, now=due) == DeliveryResult.NOT_CLAIMED
     sms = list((rt.settings.resolved_outbox_dir / "sms").glob("*.json"))
     assert len(sms) == 1
+
+
+def test_a_message_deferred_overnight_pushes_the_next_one_a_day(rt: Runtime) -> None:
+    """Day 1's text deferred to day 2's morning: day 2 must not also get day 2's text."""
+    version = load_program(rt)
+    make_enrollment(rt, version, now=MONDAY)
+    [day1] = tick(rt, now=MONDAY + timedelta(hours=10)).planned
+    assert deliver(rt, day1, now=MONDAY + timedelta(hours=21, minutes=5)) == DeliveryResult.DEFERRED
+    now = MONDAY + timedelta(days=1)
+    while now < MONDAY + timedelta(days=4):
+        tick(rt, now=now, dispatch=lambda ids, t=now: [deliver(rt, i, now=t) for i in ids])
+        now += timedelta(minutes=5)
+    rows = [r for r in _outbox(rt) if r.sent_at is not None]
+    with rt.session() as session:
+        positions = {s.id: s.position for s in session.scalars(select(ProgramStep))}
+    local_days = [r.sent_at.astimezone(ZoneInfo("America/New_York")).date() for r in rows]
+    assert [positions[r.step_id] for r in rows] == [0, 1, 2]
+    assert len(set(local_days)) == len(local_days)  # one program message per local day
+    assert rows[0].id == day1
