@@ -95,6 +95,9 @@ def receive_reply(
     provider_id: str | None = None,
     in_reply_to_id: int | None = None,
 ) -> ReplyResult:
+    # PostgreSQL text cannot hold NUL: keep the patient's words, with NUL shown as U+FFFD.
+    text = text.replace("\x00", "\ufffd")
+    provider_id = provider_id.replace("\x00", "\ufffd") if provider_id is not None else None
     if provider_id is not None:
         seen = session.scalar(
             select(InboundReply.id).where(InboundReply.provider_id == provider_id)

@@ -32,6 +32,13 @@ class PatientInput(BaseModel):
     external_ref: str | None = Field(default=None, max_length=64)
     phone_region: str = Field(default="US", exclude=True)
 
+    @field_validator("first_name", "last_name", "external_ref")
+    @classmethod
+    def _no_nul(cls, value: str | None) -> str | None:
+        if value and "\x00" in value:  # PostgreSQL text cannot hold it; nor is it a name
+            raise ValueError("must not contain NUL characters")
+        return value
+
     @field_validator("email")
     @classmethod
     def _valid_email(cls, value: str | None) -> str | None:
@@ -47,7 +54,7 @@ class PatientInput(BaseModel):
     def _iana_timezone(cls, value: str) -> str:
         try:
             ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
+        except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a name too long for a path
             raise ValueError(f"{value!r} is not an IANA time zone (e.g. America/Chicago)") from None
         return value
 

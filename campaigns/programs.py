@@ -153,6 +153,8 @@ def parse_spec(text: str, source: str = PROGRAM_FILE) -> ProgramSpec:
         raise ProgramError([_pydantic_problem(source, e) for e in exc.errors()]) from None
     except ValueError as exc:
         raise ProgramError([Problem(source, None, str(exc))]) from None
+    except TypeError as exc:  # a pacing value of the wrong type, e.g. a list for a number
+        raise ProgramError([Problem(source, None, f"pacing: {exc}")]) from None
     return spec
 
 
@@ -199,6 +201,9 @@ def _check_render(env: Any, spec: ProgramSpec, step: StepSpec, channel: Channel)
     except TemplateSyntaxError as exc:
         return [Problem(exc.name or step_path(step.key, "?"), exc.lineno, exc.message or "")]
     except (UndefinedError, SecurityError, TemplateError) as exc:
+        name, line = _template_frame(exc)
+        return [Problem(name or f"steps/{step.key}/", line, f"{type(exc).__name__}: {exc}")]
+    except Exception as exc:  # an expression that fails when rendered: 1/0, range(10**9), ...
         name, line = _template_frame(exc)
         return [Problem(name or f"steps/{step.key}/", line, f"{type(exc).__name__}: {exc}")]
     if channel == Channel.SMS:

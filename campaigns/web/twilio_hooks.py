@@ -35,6 +35,7 @@ from config.settings import Settings
 
 SMS_PATH = "/webhooks/twilio/sms"
 SIGNATURE_HEADER = "X-Twilio-Signature"
+MAX_SID_LENGTH = 100
 TWIML_MEDIA_TYPE = "text/xml"
 
 M = MessageStatus
@@ -104,9 +105,13 @@ class InboundSms:
 
     @classmethod
     def from_form(cls, form: dict[str, str]) -> InboundSms:
+        # PostgreSQL text cannot hold NUL: keep the patient's text, with NUL shown as U+FFFD.
+        form = {key: value.replace("\x00", "\ufffd") for key, value in form.items()}
         sid = form.get("MessageSid") or form.get("SmsSid") or ""
         if not sid or not form.get("From"):
             raise HTTPException(status.HTTP_400_BAD_REQUEST, "MessageSid and From are required")
+        if len(sid) > MAX_SID_LENGTH:  # Twilio's are 34; the column (provider_id) holds 100
+            raise HTTPException(status.HTTP_400_BAD_REQUEST, "MessageSid is not a Twilio SID")
         media = form.get("NumMedia", "0")
         return cls(sid, form["From"], form.get("Body", ""), int(media) if media.isdigit() else 0)
 

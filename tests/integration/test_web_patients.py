@@ -6,8 +6,9 @@ import re
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import time, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import httpx
 from sqlalchemy import select
@@ -112,7 +113,12 @@ def test_enrol_redirects_to_the_patient_page_with_chart_and_timeline(rt: Runtime
     assert '<section class="card" id="timeline"' in page.text
     assert 'id="pacing-state">active<' in page.text
     assert "step 0/4 sent" in page.text
-    assert re.search(r'id="next-due">\w{3} \d\d \w{3} \d{4} 09:30 C[SD]T<', page.text)
+    with rt.session() as session:
+        due = session.scalars(select(Enrollment.next_due_at).where(Enrollment.patient_id == pid))
+        expected = due.one().astimezone(ZoneInfo("America/Chicago"))  # type: ignore[union-attr]
+    # before 09:30 Chicago time the first text waits for 09:30; later in the window it goes now
+    assert time(9, 30) <= expected.time() < time(20, 0)
+    assert f'id="next-due">{expected.strftime("%a %d %b %Y %H:%M %Z")}<' in page.text
     assert "staff@clinic.example" in page.text  # consent recorded by whom
     assert missing.status_code == 404
 
