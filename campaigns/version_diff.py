@@ -5,23 +5,8 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass
 
-from campaigns.drafts import spec_yaml_of
-from campaigns.enums import EnrollmentState
+from campaigns.drafts import SPEC_FILE, spec_yaml_of
 from campaigns.models import ProgramVersion
-
-SPEC_FILE = "program.yaml"
-FINAL_STATES = (EnrollmentState.COMPLETED, EnrollmentState.WITHDRAWN)
-STARTER_FILES = {
-    "sms.txt.j2": "Hi {{ patient.first_name }}, {{ title }}. Reply with a number from 0 to 10.",
-    "subject.txt.j2": "{{ title }}",
-    "email.txt.j2": "Hi {{ patient.first_name }},\n\n{{ title }}.\n\n"
-    "To stop these emails: {{ unsubscribe_url }}\n",
-    "email.html.j2": '{% extends "layouts/email.html.j2" %}\n'
-    "{% block title %}{{ title }}{% endblock %}\n"
-    "{% block body %}\n<p>Hi {{ patient.first_name }},</p>\n<p>{{ title }}.</p>\n"
-    "{% endblock %}\n",
-}
-
 
 # --- comparing versions ----------------------------------------------------------------------
 

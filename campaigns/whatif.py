@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from campaigns.drafts import get_version, peek_draft, spec_of, versions_of
 from campaigns.enrollments import rules_of as version_rules
 from campaigns.enrollments import shape_of as version_shape
-from campaigns.enums import EnrollmentState, Track
+from campaigns.enums import Track
 from campaigns.models import Program, ProgramVersion
 from campaigns.pacing import PacingRules, PlannedSend, ProgramShape
 from campaigns.programs import (
@@ -25,20 +25,6 @@ from campaigns.programs import (
 from campaigns.replies import ParsedReply, parse_reply
 from campaigns.sendwindow import PatientClock, SendWindow
 from campaigns.simulation import simulate
-
-SPEC_FILE = "program.yaml"
-FINAL_STATES = (EnrollmentState.COMPLETED, EnrollmentState.WITHDRAWN)
-STARTER_FILES = {
-    "sms.txt.j2": "Hi {{ patient.first_name }}, {{ title }}. Reply with a number from 0 to 10.",
-    "subject.txt.j2": "{{ title }}",
-    "email.txt.j2": "Hi {{ patient.first_name }},\n\n{{ title }}.\n\n"
-    "To stop these emails: {{ unsubscribe_url }}\n",
-    "email.html.j2": '{% extends "layouts/email.html.j2" %}\n'
-    "{% block title %}{{ title }}{% endblock %}\n"
-    "{% block body %}\n<p>Hi {{ patient.first_name }},</p>\n<p>{{ title }}.</p>\n"
-    "{% endblock %}\n",
-}
-
 
 # --- what if: a program's pacing over a pattern of replies -----------------------------------
 
