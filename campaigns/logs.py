@@ -49,9 +49,15 @@ def scrub(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> Mutabl
     return event
 
 
+def _stderr_logger(*_args: Any) -> structlog.PrintLogger:
+    """Looks ``sys.stderr`` up per logger, not once: it may be replaced after configuration
+    (daemonisation, test capture), and a captured stream bound at start-up goes stale."""
+    return structlog.PrintLogger(sys.stderr)
+
+
 def configure(level: int = logging.INFO, stream: TextIO | None = None) -> None:
     structlog.configure(
-        logger_factory=structlog.PrintLoggerFactory(stream or sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(stream) if stream else _stderr_logger,
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,

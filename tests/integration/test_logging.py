@@ -64,3 +64,22 @@ def test_scrub_masks_sensitive_fields_and_contact_details_in_messages() -> None:
     assert out["to"] == out["body"] == "[redacted]"
     assert "650" not in out["event"] and "example.org" not in out["event"]
     assert out["outbox_id"] == 7
+
+
+def test_logging_follows_stderr_when_it_is_replaced_after_configuration(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import sys
+
+    from campaigns.logs import get_logger
+
+    configure(logging.INFO)
+    first = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", first)
+    get_logger("t").info("one")
+    first.close()  # what pytest does to a finished test's captured stream
+    second = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", second)
+    get_logger("t").info("two")
+    configure(logging.WARNING)
+    assert '"event": "two"' in second.getvalue()
