@@ -46,6 +46,10 @@ class Settings(BaseSettings):
     send_window_end: time = time(20, 0)
 
     tick_batch_size: int = Field(default=500, ge=1, le=50_000)
+    tick_seconds: float = Field(default=60.0, gt=0, le=3600)
+    #: Rehearsals and scale tests only: a file holding an ISO-8601 UTC instant that every
+    #: worker and beat task takes as "now", so a simulated week runs in minutes.
+    clock_file: Path | None = None
     sending_stale_minutes: int = Field(default=15, ge=1)
 
     clinic_name: str = "Riverside Pain Recovery Clinic"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery import Celery
 
-from config.beat import BEAT_SCHEDULE, RETENTION_TASK, SWEEP_TASK, TICK_TASK
+from config.beat import RETENTION_TASK, SWEEP_TASK, TICK_TASK, beat_schedule
 from config.settings import Settings, get_settings
 
 SEND_TASK = "campaigns.send"
@@ -33,7 +33,7 @@ def create_app(settings: Settings | None = None) -> Celery:
         broker_transport_options=_transport_options(settings.resolved_broker_url),
         timezone="UTC",
         enable_utc=True,
-        beat_schedule=BEAT_SCHEDULE,
+        beat_schedule=beat_schedule(settings.tick_seconds),
         task_routes={
             TICK_TASK: {"queue": "ticks"},
             SWEEP_TASK: {"queue": "ticks"},

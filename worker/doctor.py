@@ -19,7 +19,7 @@ from campaigns.channels.base import DeliveryError
 from campaigns.db import alembic_config
 from campaigns.enums import Channel
 from campaigns.heartbeats import TICK, last_beat
-from campaigns.models import utcnow
+from campaigns.clock import now as clock_now
 from campaigns.runtime import Runtime
 from worker.app import create_app
 
@@ -114,7 +114,7 @@ def check_beat(rt: Runtime) -> Check:
         return Check(
             "beat", Verdict.FAIL, "no tick has ever run: start `celery -A worker.app beat`"
         )
-    age = utcnow() - tick.at
+    age = clock_now(rt.settings.clock_file) - tick.at
     if age > BEAT_STALE:
         minutes = int(age.total_seconds() // 60)
         return Check("beat", Verdict.FAIL, f"last tick {minutes} min ago: is beat running?")

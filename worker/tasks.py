@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import lru_cache
 
 from campaigns.data_care import expire_reply_text
 from campaigns.heartbeats import TICK, beat
 from campaigns.logs import configure as configure_logging
-from campaigns.models import utcnow
+from campaigns.clock import now as clock_now
 from campaigns.outbox import DeliveryResult, deliver, sweep_stale_sending
 from campaigns.runtime import Runtime, build_runtime
 from campaigns.scheduler import tick
@@ -23,6 +23,10 @@ from worker.app import SEND_TASK, app
 def runtime() -> Runtime:
     configure_logging()
     return build_runtime(get_settings())
+
+
+def utcnow() -> datetime:
+    return clock_now(runtime().settings.clock_file)
 
 
 def enqueue_sends(outbox_ids: Sequence[int]) -> None:
