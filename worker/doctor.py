@@ -16,15 +16,15 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import text
 
 from campaigns.channels.base import DeliveryError
+from campaigns.clock import now as clock_now
 from campaigns.db import alembic_config
 from campaigns.enums import Channel
 from campaigns.heartbeats import TICK, last_beat
-from campaigns.clock import now as clock_now
 from campaigns.runtime import Runtime
 from worker.app import create_app
 
-#: Beat ticks every minute; three missed ticks means it is not running.
-BEAT_STALE = timedelta(minutes=3)
+#: Three missed ticks mean beat is not running.
+MISSED_TICKS = 3
 
 
 class Verdict(StrEnum):
@@ -115,7 +115,7 @@ def check_beat(rt: Runtime) -> Check:
             "beat", Verdict.FAIL, "no tick has ever run: start `celery -A worker.app beat`"
         )
     age = clock_now(rt.settings.clock_file) - tick.at
-    if age > BEAT_STALE:
+    if age > timedelta(seconds=MISSED_TICKS * rt.settings.tick_seconds):
         minutes = int(age.total_seconds() // 60)
         return Check("beat", Verdict.FAIL, f"last tick {minutes} min ago: is beat running?")
     return Check("beat", Verdict.OK, f"last tick {int(age.total_seconds())} s ago")

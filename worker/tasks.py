@@ -7,10 +7,10 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from functools import lru_cache
 
+from campaigns.clock import now as clock_now
 from campaigns.data_care import expire_reply_text
 from campaigns.heartbeats import TICK, beat
 from campaigns.logs import configure as configure_logging
-from campaigns.clock import now as clock_now
 from campaigns.outbox import DeliveryResult, deliver, sweep_stale_sending
 from campaigns.runtime import Runtime, build_runtime
 from campaigns.scheduler import tick
