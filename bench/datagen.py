@@ -13,6 +13,7 @@ from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import selectinload
 
 from bench.common import PROGRAM_DIR, TEMPLATES
+from campaigns import field_crypto
 from campaigns.models import ProgramVersion
 from campaigns.programs import load_folder, store_version
 from campaigns.runtime import Runtime
@@ -22,8 +23,9 @@ ZONES = ("America/New_York", "America/Chicago", "America/Denver", "America/Los_A
 DAY_MINUTES = 11 * 60
 
 PATIENT_COLS = (
-    "id", "first_name", "last_name", "email", "phone_e164", "timezone",
-    "preferred_channel", "send_time", "external_ref", "created_at",
+    "id", "first_name", "last_name", "email_ciphertext", "phone_ciphertext", "email_hash",
+    "phone_hash", "phone_last4", "timezone", "preferred_channel", "send_time", "external_ref",
+    "created_at",
 )  # fmt: skip
 CONSENT_COLS = ("id", "patient_id", "channel", "granted", "method", "recorded_by", "at")
 ENROLLMENT_COLS = (
@@ -68,11 +70,16 @@ def _send_time(i: int, spread: bool) -> time:
 
 
 def patient_rows(start: int, n: int, *, now: datetime, spread: bool) -> Iterator[tuple[Any, ...]]:
+    """Contacts encrypted and hashed as the product stores them (``Patient`` does it there)."""
+    keys = field_crypto.active()
     for i in range(start, start + n):
         sms = i % 5 != 0
+        email, phone = f"p{i}@example.org", phone_of(i)
         yield (
-            i, f"Pat{i}", "Bench", f"p{i}@example.org", phone_of(i), ZONES[i % len(ZONES)],
-            "sms" if sms else "email", _send_time(i, spread), f"bench-{i}", now,
+            i, f"Pat{i}", "Bench", keys.encrypt(email), keys.encrypt(phone),
+            keys.lookup_hash("email", email), keys.lookup_hash("phone", phone), phone[-4:],
+            ZONES[i % len(ZONES)], "sms" if sms else "email", _send_time(i, spread),
+            f"bench-{i}", now,
         )  # fmt: skip
 
 

@@ -2,7 +2,8 @@
 
 Each chunk is one transaction of multi-row inserts (patients, consents, enrollments and the
 ``enrolled`` events ``enroll`` records), so 100k rows take seconds instead of minutes. Rows
-that fail validation, or reuse an ``external_ref``, are reported by line and skipped.
+that fail validation, or reuse an ``external_ref``, phone or email (replies are matched to
+patients by them), are reported by line and skipped.
 """
 
 from __future__ import annotations
@@ -71,19 +72,20 @@ def bulk_enroll(
     """``sessions`` is a context-manager factory (``Runtime.session``): one per chunk."""
     result = BulkResult()
     rules = rules_of(version)
-    seen: set[str] = set()
+    seen: set[tuple[str, str]] = set()
     for chunk in _chunks(rows, chunk_size):
         valid: list[tuple[int, PatientInput]] = []
         for line, row in chunk:
             checked = validate(line, row)
             if isinstance(checked, RowError):
                 result.errors.append(checked)
-            elif checked.external_ref and checked.external_ref in seen:
-                result.errors.append(RowError(line, "external_ref repeats an earlier row"))
-            else:
-                if checked.external_ref:
-                    seen.add(checked.external_ref)
-                valid.append((line, checked))
+                continue
+            keys = identities(checked)
+            if repeated := [kind for kind, value in keys if (kind, value) in seen]:
+                result.errors.append(RowError(line, f"{repeated[0]} repeats an earlier row"))
+                continue
+            seen.update(keys)
+            valid.append((line, checked))
         with sessions() as session:
             result.created += _insert_chunk(session, valid, version, rules, window, result, by, now)
     return result
@@ -99,16 +101,11 @@ def _insert_chunk(
     by: str,
     now: datetime,
 ) -> int:
-    refs = [p.external_ref for _, p in valid if p.external_ref]
-    taken = set(
-        session.scalars(select(Patient.external_ref).where(Patient.external_ref.in_(refs)))
-        if refs
-        else ()
-    )
+    taken = _taken(session, [key for _, data in valid for key in identities(data)])
     keep = []
     for line, data in valid:
-        if data.external_ref in taken:
-            result.errors.append(RowError(line, "external_ref already belongs to a patient"))
+        if clash := [kind for kind, value in identities(data) if (kind, value) in taken]:
+            result.errors.append(RowError(line, f"{clash[0]} already belongs to a patient"))
         else:
             keep.append(data)
     if not keep:
@@ -141,8 +138,34 @@ def _insert_chunk(
     return len(keep)
 
 
+def identities(d: PatientInput) -> list[tuple[str, str]]:
+    """What no two patients may share, as (kind, value); contacts by their lookup hash."""
+    lookups = Patient.lookup_columns(d.phone, d.email)
+    pairs = (
+        ("external_ref", d.external_ref),
+        ("phone", lookups["phone_hash"]),
+        ("email", lookups["email_hash"]),
+    )
+    return [(kind, value) for kind, value in pairs if value]
+
+
+def _taken(session: Session, keys: list[tuple[str, str]]) -> set[tuple[str, str]]:
+    columns = {
+        "external_ref": Patient.external_ref,
+        "phone": Patient.phone_hash,
+        "email": Patient.email_hash,
+    }
+    taken: set[tuple[str, str]] = set()
+    for kind, column in columns.items():
+        if values := [value for k, value in keys if k == kind]:
+            found = session.scalars(select(column).where(column.in_(values)))
+            taken.update((kind, value) for value in found if value is not None)
+    return taken
+
+
 def _patient_values(d: PatientInput, now: datetime) -> dict[str, Any]:
     return {
+        **Patient.lookup_columns(d.phone, d.email),
         "first_name": d.first_name,
         "last_name": d.last_name,
         "email": d.email,

@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 from sqlalchemy import (
     JSON,
     Boolean,
+    ColumnElement,
     Date,
     DateTime,
     Enum,
@@ -23,7 +24,14 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.engine import Dialect
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
+from sqlalchemy.orm import (
+    DeclarativeBase,
+    Mapped,
+    Session,
+    mapped_column,
+    relationship,
+    validates,
+)
 from sqlalchemy.types import TypeDecorator
 
 from campaigns.enums import (
@@ -38,6 +46,7 @@ from campaigns.enums import (
     StepKind,
     Track,
 )
+from campaigns.field_crypto import EncryptedText, email_hash, phone_hash
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -88,8 +97,13 @@ class Patient(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     first_name: Mapped[str] = mapped_column(String(100))
     last_name: Mapped[str] = mapped_column(String(100), default="")
-    email: Mapped[str | None] = mapped_column(String(320))
-    phone_e164: Mapped[str | None] = mapped_column(String(16))
+    #: Encrypted at rest; find patients by the ``*_hash`` columns (``Patient.has_phone``).
+    email: Mapped[str | None] = mapped_column("email_ciphertext", EncryptedText())
+    phone_e164: Mapped[str | None] = mapped_column("phone_ciphertext", EncryptedText())
+    email_hash: Mapped[str | None] = mapped_column(String(64))
+    phone_hash: Mapped[str | None] = mapped_column(String(64))
+    #: Staff find a patient by the last four digits, as on a phone call.
+    phone_last4: Mapped[str | None] = mapped_column(String(4))
     timezone: Mapped[str] = mapped_column(String(64))
     preferred_channel: Mapped[Channel] = mapped_column(_enum(Channel, "channel"))
     send_time: Mapped[time] = mapped_column(Time())
@@ -102,13 +116,42 @@ class Patient(Base):
     enrollments: Mapped[list[Enrollment]] = relationship(back_populates="patient")
 
     __table_args__ = (
-        Index("ix_patients_phone", "phone_e164"),
-        Index("ix_patients_email", "email"),
+        Index("ix_patients_phone_hash", "phone_hash"),
+        Index("ix_patients_email_hash", "email_hash"),
+        Index("ix_patients_phone_last4", "phone_last4"),
     )
 
     @property
     def display_name(self) -> str:
         return f"{self.first_name} {self.last_name}".strip()
+
+    @validates("phone_e164")
+    def _index_phone(self, _key: str, value: str | None) -> str | None:
+        self.phone_hash = phone_hash(value)
+        self.phone_last4 = value[-4:] if value else None
+        return value
+
+    @validates("email")
+    def _index_email(self, _key: str, value: str | None) -> str | None:
+        self.email_hash = email_hash(value)
+        return value
+
+    @staticmethod
+    def lookup_columns(phone: str | None, email: str | None) -> dict[str, str | None]:
+        """The derived columns, for bulk inserts that bypass the ORM's validators."""
+        return {
+            "phone_hash": phone_hash(phone),
+            "phone_last4": phone[-4:] if phone else None,
+            "email_hash": email_hash(email),
+        }
+
+    @classmethod
+    def has_phone(cls, phone: str) -> ColumnElement[bool]:
+        return cls.phone_hash == phone_hash(phone)
+
+    @classmethod
+    def has_email(cls, email: str) -> ColumnElement[bool]:
+        return cls.email_hash == email_hash(email)
 
 
 class Consent(Base):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import inspect, select
 from sqlalchemy.orm import Session
 
 from campaigns.audit import audit
@@ -31,11 +31,14 @@ S = EnrollmentState
 
 
 def _row(obj: Any) -> dict[str, Any]:
-    """Every column of a row, as JSON-ready values."""
+    """Every mapped column of a row, decrypted, as JSON-ready values; lookup hashes are
+    derived from the contacts and mean nothing to the patient."""
     out: dict[str, Any] = {}
-    for column in obj.__table__.columns:
-        value = getattr(obj, column.key)
-        out[column.key] = value.isoformat() if hasattr(value, "isoformat") else value
+    for attr in inspect(obj).mapper.column_attrs:
+        if attr.key.endswith("_hash"):
+            continue
+        value = getattr(obj, attr.key)
+        out[attr.key] = value.isoformat() if hasattr(value, "isoformat") else value
     return out
 
 

@@ -137,4 +137,4 @@ def has_consent(session: Session, patient_id: int, channel: Channel) -> bool:
 
 
 def find_by_phone(session: Session, phone_e164: str) -> Patient | None:
-    return session.scalar(select(Patient).where(Patient.phone_e164 == phone_e164).limit(1))
+    return session.scalar(select(Patient).where(Patient.has_phone(phone_e164)).limit(1))

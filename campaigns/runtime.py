@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
+from campaigns import field_crypto
 from campaigns.channels.base import Transport
 from campaigns.channels.files import FileEmailTransport, FileSmsTransport
 from campaigns.channels.smtp_email import SmtpEmailTransport
@@ -16,6 +17,7 @@ from campaigns.channels.twilio_sms import TwilioSmsTransport
 from campaigns.db import engine_for, session_scope
 from campaigns.email_headers import EmailIdentity
 from campaigns.enums import Channel
+from campaigns.field_crypto import FieldKeys
 from campaigns.ratelimit import RateLimiter, limiter_for
 from campaigns.rendering import TemplateLibrary
 from campaigns.sendwindow import SendWindow
@@ -61,6 +63,7 @@ def _sms_transport(settings: Settings) -> Transport:
 
 
 def build_runtime(settings: Settings) -> Runtime:
+    field_crypto.install(FieldKeys.from_settings(settings))
     return Runtime(
         settings=settings,
         engine=engine_for(settings.resolved_database_url),

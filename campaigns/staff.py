@@ -116,12 +116,12 @@ def check_duplicates(session: Session, data: Enrolment) -> dict[str, str]:
     """Replies are matched to patients by phone and email, so two patients cannot share one."""
     errors: dict[str, str] = {}
     checks = (
-        ("external_ref", Patient.external_ref, data.external_ref),
-        ("phone", Patient.phone_e164, data.phone),
-        ("email", Patient.email, data.email),
+        ("external_ref", data.external_ref, lambda v: Patient.external_ref == v),
+        ("phone", data.phone, Patient.has_phone),
+        ("email", data.email, Patient.has_email),
     )
-    for name, column, value in checks:
-        if value and session.scalar(select(Patient.id).where(column == value).limit(1)):
+    for name, value, matches in checks:
+        if value and session.scalar(select(Patient.id).where(matches(value)).limit(1)):
             errors[name] = f"another patient already has this {name.replace('_', ' ')}"
     return errors
 
@@ -428,7 +428,7 @@ def _patient_query(filters: PatientFilters) -> Select[Any]:
         name = func.lower(Patient.first_name + " " + Patient.last_name)
         terms = [name.contains(q, autoescape=True), func.lower(Patient.external_ref) == q]
         if q.isdigit() and len(q) == 4:
-            terms.append(Patient.phone_e164.endswith(q))
+            terms.append(Patient.phone_last4 == q)
         query = query.where(or_(*terms))
     if filters.program:
         query = query.where(Program.slug == filters.program)
@@ -447,7 +447,7 @@ def find_patients(session: Session, filters: PatientFilters) -> list[PatientRow]
             id=p.id,
             name=p.display_name,
             external_ref=p.external_ref,
-            phone_last4=(p.phone_e164 or "")[-4:],
+            phone_last4=p.phone_last4 or "",
             channel=p.preferred_channel.value,
             program=program,
             state=state.value if state else None,

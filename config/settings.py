@@ -7,6 +7,7 @@ messaged, with an error that names the environment variable.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from datetime import time
 from functools import lru_cache
 from pathlib import Path
@@ -39,6 +40,11 @@ class Settings(BaseSettings):
     broker_url: str = ""
     templates_dir: Path = REPO_ROOT / "templates"
     secret_key: SecretStr | None = None
+    #: Fernet keys for patient phone/email at rest, comma-separated, newest first: the first
+    #: encrypts, all decrypt, so a key can be rotated without downtime (`campaigns reencrypt`).
+    data_keys: SecretStr | None = None
+    #: HMAC key for the lookup hashes that let us find a patient by phone/email.
+    lookup_key: SecretStr | None = None
 
     default_timezone: str = "America/New_York"
     default_send_time: time = time(10, 0)
@@ -126,6 +132,10 @@ class Settings(BaseSettings):
                 f"{ENV_PREFIX}SECRET_KEY must be set to a random value of 32+ characters "
                 "in production"
             )
+        missing = [n for n in ("data_keys", "lookup_key") if getattr(self, n) is None]
+        if missing:
+            names = " and ".join(f"{ENV_PREFIX}{n.upper()}" for n in missing)
+            raise ValueError(f"{names} must be set in production (see `campaigns keys new`)")
         return self
 
     @model_validator(mode="after")
@@ -173,12 +183,16 @@ class Settings(BaseSettings):
         and the worker agree on it; production is forced to configure one."""
         if self.secret_key is not None:
             return self.secret_key.get_secret_value().encode()
-        path = self.data_dir / ".secret_key"
+        return self.dev_secret(".secret_key", lambda: secrets.token_hex(32)).encode()
+
+    def dev_secret(self, name: str, generate: Callable[[], str]) -> str:
+        """A development secret kept in the data dir (mode 0600), made on first use."""
+        path = self.data_dir / name
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(secrets.token_hex(32))
+            path.write_text(generate())
             path.chmod(0o600)
-        return path.read_text().strip().encode()
+        return path.read_text().strip()
 
 
 class SettingsError(RuntimeError):

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cryptography.fernet import Fernet
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
@@ -25,6 +26,9 @@ PG_URL = os.environ.get(
 )
 REDIS_URL = os.environ.get("CAMPAIGNS_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 REPO = Path(__file__).resolve().parent.parent
+# One key set for the whole run, inherited by every CLI, web and worker process a test starts.
+os.environ.setdefault("CAMPAIGNS_DATA_KEYS", Fernet.generate_key().decode())
+os.environ.setdefault("CAMPAIGNS_LOOKUP_KEY", Fernet.generate_key().decode())
 
 
 def require_service(name: str, error: Exception) -> None:

@@ -1,0 +1,136 @@
+"""Patient phone numbers and email addresses are encrypted at rest.
+
+A stolen database dump or backup must not be a list of patients' contact details. Values are
+encrypted with Fernet (AES-128-CBC + HMAC-SHA256, from the maintained ``cryptography``
+package); because Fernet is randomised, equality lookups go through a separate keyed hash
+(HMAC-SHA256), so the database can find "the patient with this number" without holding it.
+Keys come from the environment; outside production a key file in the data dir stands in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from sqlalchemy import Text
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+
+from config.settings import ENV_PREFIX, Settings, get_settings
+
+DEV_KEY_FILE = ".field_keys"
+
+
+class FieldKeyError(RuntimeError):
+    """Keys are missing, malformed, or do not open the stored data: stop, never guess."""
+
+
+@dataclass(frozen=True)
+class FieldKeys:
+    fernet: MultiFernet
+    lookup: bytes
+    #: How many data keys are configured; more than one means a rotation is under way.
+    data_key_count: int
+
+    @classmethod
+    def parse(cls, data_keys: str, lookup_key: str) -> FieldKeys:
+        parts = [k.strip() for k in data_keys.split(",") if k.strip()]
+        if not parts:
+            raise FieldKeyError(f"{ENV_PREFIX}DATA_KEYS is empty")
+        try:
+            fernets = [Fernet(k.encode()) for k in parts]
+        except ValueError as exc:
+            raise FieldKeyError(
+                f"{ENV_PREFIX}DATA_KEYS must be comma-separated Fernet keys "
+                "(32 url-safe base64 bytes; `campaigns keys new` prints some)"
+            ) from exc
+        if len(lookup_key) < 32:
+            raise FieldKeyError(f"{ENV_PREFIX}LOOKUP_KEY must be at least 32 characters")
+        return cls(MultiFernet(fernets), lookup_key.encode(), len(fernets))
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> FieldKeys:
+        if settings.data_keys is not None and settings.lookup_key is not None:
+            return cls.parse(
+                settings.data_keys.get_secret_value(), settings.lookup_key.get_secret_value()
+            )
+        if settings.environment == "production":
+            raise FieldKeyError(f"{ENV_PREFIX}DATA_KEYS and {ENV_PREFIX}LOOKUP_KEY must be set")
+        stored = json.loads(settings.dev_secret(DEV_KEY_FILE, lambda: json.dumps(new_keys())))
+        data = settings.data_keys.get_secret_value() if settings.data_keys else stored["data"]
+        lookup = settings.lookup_key.get_secret_value() if settings.lookup_key else stored["lookup"]
+        return cls.parse(data, lookup)
+
+    def encrypt(self, value: str) -> str:
+        return self.fernet.encrypt(value.encode()).decode("ascii")
+
+    def decrypt(self, token: str) -> str:
+        try:
+            return self.fernet.decrypt(token.encode("ascii")).decode()
+        except (InvalidToken, UnicodeEncodeError) as exc:
+            raise FieldKeyError(
+                f"stored patient contact data cannot be decrypted: is {ENV_PREFIX}DATA_KEYS "
+                "the key set this database was written with?"
+            ) from exc
+
+    def rotate(self, token: str) -> str:
+        """Re-encrypt under the newest key (a no-op in meaning, a new token in fact)."""
+        try:
+            return self.fernet.rotate(token.encode("ascii")).decode("ascii")
+        except InvalidToken as exc:
+            raise FieldKeyError("a stored value is not readable with any configured key") from exc
+
+    def lookup_hash(self, kind: str, value: str) -> str:
+        """``kind`` separates domains, so a phone hash never equals an email hash."""
+        message = f"{kind}:{normalise(kind, value)}".encode()
+        return hmac.new(self.lookup, message, hashlib.sha256).hexdigest()
+
+
+def normalise(kind: str, value: str) -> str:
+    value = value.strip()
+    return value.lower() if kind == "email" else value
+
+
+def new_keys() -> dict[str, str]:
+    return {"data": Fernet.generate_key().decode(), "lookup": Fernet.generate_key().decode()}
+
+
+_active: FieldKeys | None = None
+
+
+def install(keys: FieldKeys) -> None:
+    """Processes install their keys once at start-up (``build_runtime`` does it)."""
+    global _active
+    _active = keys
+
+
+def active() -> FieldKeys:
+    if _active is None:
+        install(FieldKeys.from_settings(get_settings()))
+    assert _active is not None
+    return _active
+
+
+def phone_hash(value: str | None) -> str | None:
+    return active().lookup_hash("phone", value) if value else None
+
+
+def email_hash(value: str | None) -> str | None:
+    return active().lookup_hash("email", value) if value else None
+
+
+class EncryptedText(TypeDecorator[str]):
+    """A text column whose value the database only ever sees encrypted."""
+
+    impl = Text
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> str | None:
+        return None if value is None else active().encrypt(str(value))
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> str | None:
+        return None if value is None else active().decrypt(str(value))
