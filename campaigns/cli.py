@@ -15,11 +15,13 @@ from rich.table import Table
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from campaigns.cli_keys import keys_app
 from campaigns.cli_users import users_app
 from campaigns.data_care import purge_patient
 from campaigns.db import migrate
 from campaigns.enrollments import EnrollmentError, enroll
 from campaigns.enums import Channel, EnrollmentState, MessageStatus
+from campaigns.field_crypto import FieldKeyError
 from campaigns.inbound import receive_reply
 from campaigns.logs import configure as configure_logging
 from campaigns.models import (
@@ -53,6 +55,7 @@ app = typer.Typer(
 programs_app = typer.Typer(help="Load and list programs.", no_args_is_help=True)
 app.add_typer(programs_app, name="programs")
 app.add_typer(users_app, name="users")
+app.add_typer(keys_app, name="keys")
 console = Console()
 err = Console(stderr=True)
 
@@ -77,7 +80,7 @@ def _setup(
 def _runtime() -> Runtime:
     try:
         return build_runtime(get_settings())
-    except SettingsError as exc:
+    except (SettingsError, FieldKeyError) as exc:
         fail(str(exc), 2)
 
 

@@ -22,4 +22,3 @@ def beat_schedule(tick_seconds: float = 60.0) -> dict[str, dict[str, Any]]:
             "options": {"expires": 3600},
         },
     }
-

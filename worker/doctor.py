@@ -15,11 +15,13 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import text
 
+from campaigns import field_crypto
 from campaigns.channels.base import DeliveryError
 from campaigns.clock import now as clock_now
 from campaigns.db import alembic_config
 from campaigns.enums import Channel
 from campaigns.heartbeats import TICK, last_beat
+from campaigns.key_rotation import check_newest
 from campaigns.runtime import Runtime
 from worker.app import create_app
 
@@ -146,10 +148,37 @@ def check_channels(rt: Runtime) -> list[Check]:
     return checks
 
 
+def check_patient_keys(rt: Runtime) -> Check:
+    keys = field_crypto.active()
+    try:
+        with rt.session() as session:
+            problem = check_newest(session, keys)
+    except Exception as exc:
+        return Check("patient keys", Verdict.FAIL, f"cannot read patients ({type(exc).__name__})")
+    if problem:
+        return Check("patient keys", Verdict.FAIL, problem)
+    if rt.settings.data_keys is None or rt.settings.lookup_key is None:
+        return Check(
+            "patient keys",
+            Verdict.WARN,
+            f"using a generated development key in {rt.settings.data_dir}; set "
+            "CAMPAIGNS_DATA_KEYS and CAMPAIGNS_LOOKUP_KEY (`campaigns keys new`)",
+        )
+    if keys.data_key_count > 1:
+        return Check(
+            "patient keys",
+            Verdict.WARN,
+            f"{keys.data_key_count} data keys configured: after `campaigns keys reencrypt`, "
+            "drop all but the first",
+        )
+    return Check("patient keys", Verdict.OK, "contacts decrypt and lookup hashes match")
+
+
 def run_checks(rt: Runtime) -> list[Check]:
     return [
         check_database(rt),
         check_migrations(rt),
+        check_patient_keys(rt),
         check_broker(rt),
         check_workers(rt),
         check_beat(rt),
