@@ -29,7 +29,12 @@ def test_app_processes_wait_for_healthy_services_and_one_migration() -> None:
 
 def test_no_secret_is_written_in_the_file() -> None:
     text = (REPO / "docker-compose.yml").read_text()
-    for key in ("POSTGRES_PASSWORD", "CAMPAIGNS_SECRET_KEY"):
+    for key in (
+        "POSTGRES_PASSWORD",
+        "CAMPAIGNS_SECRET_KEY",
+        "CAMPAIGNS_DATA_KEYS",
+        "CAMPAIGNS_LOOKUP_KEY",
+    ):
         assert re.search(rf"\$\{{{key}:\?", text), f"{key} must come from the environment"
     assert "TWILIO_AUTH_TOKEN" not in text or "${" in text
 
