@@ -83,7 +83,7 @@ def expected_slots(zone: str, send_time: time, end: datetime) -> list[datetime]:
     """Independently of the engine: every local day's send time from enrolment to ``end``."""
     tz = ZoneInfo(zone)
     day: date = START.astimezone(tz).date()
-    slots = []
+    slots: list[datetime] = []
     while True:
         slot = datetime.combine(day, send_time, tz).astimezone(UTC)
         if slot > end:
