@@ -22,7 +22,7 @@ from campaigns import pacing
 from campaigns.enrollments import clock_of, rules_of
 from campaigns.enums import Channel
 from campaigns.models import Consent, Enrollment, Event, Patient, ProgramVersion
-from campaigns.patients import PatientInput
+from campaigns.patients import PatientInput, field_of, missing_consent
 from campaigns.sendwindow import SendWindow
 
 CHUNK = 5000
@@ -35,6 +35,28 @@ class RowError:
     message: str
 
 
+@dataclass(frozen=True)
+class Checked:
+    """A valid row with its lookup columns, computed once (HMACs are not free at 100k rows)."""
+
+    line: int
+    data: PatientInput
+    lookups: dict[str, str | None]
+
+    @classmethod
+    def of(cls, line: int, data: PatientInput) -> Checked:
+        return cls(line, data, Patient.lookup_columns(data.phone, data.email))
+
+    def identities(self) -> list[tuple[str, str]]:
+        """What no two patients may share, as (kind, value); contacts by their lookup hash."""
+        pairs = (
+            ("external_ref", self.data.external_ref),
+            ("phone", self.lookups["phone_hash"]),
+            ("email", self.lookups["email_hash"]),
+        )
+        return [(kind, value) for kind, value in pairs if value]
+
+
 @dataclass
 class BulkResult:
     created: int = 0
@@ -45,12 +67,17 @@ def validate(line: int, row: Mapping[str, Any]) -> PatientInput | RowError:
     """Blank cells mean "not given", so defaults apply as they do for a form."""
     data = {k: v for k, v in row.items() if v not in (None, "")}
     try:
-        return PatientInput.model_validate(data)
+        checked = PatientInput.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'row'}: {e['msg']}" for e in exc.errors()
-        )
-        return RowError(line, problems)
+        problems = []
+        for e in exc.errors():
+            message = str(e["msg"]).removeprefix("Value error, ")
+            field = field_of(tuple(e["loc"]), message)
+            problems.append(message if message.startswith(field) else f"{field}: {message}")
+        return RowError(line, "; ".join(problems))
+    if missing := missing_consent(checked):
+        return RowError(line, f"{missing[0]}: {missing[1]}")
+    return checked
 
 
 def _chunks(rows: Iterable[Mapping[str, Any]], size: int) -> Iterator[list[tuple[int, Any]]]:
@@ -74,18 +101,19 @@ def bulk_enroll(
     rules = rules_of(version)
     seen: set[tuple[str, str]] = set()
     for chunk in _chunks(rows, chunk_size):
-        valid: list[tuple[int, PatientInput]] = []
+        valid: list[Checked] = []
         for line, row in chunk:
-            checked = validate(line, row)
-            if isinstance(checked, RowError):
-                result.errors.append(checked)
+            data = validate(line, row)
+            if isinstance(data, RowError):
+                result.errors.append(data)
                 continue
-            keys = identities(checked)
+            checked = Checked.of(line, data)
+            keys = checked.identities()
             if repeated := [kind for kind, value in keys if (kind, value) in seen]:
                 result.errors.append(RowError(line, f"{repeated[0]} repeats an earlier row"))
                 continue
             seen.update(keys)
-            valid.append((line, checked))
+            valid.append(checked)
         with sessions() as session:
             result.created += _insert_chunk(session, valid, version, rules, window, result, by, now)
     return result
@@ -93,7 +121,7 @@ def bulk_enroll(
 
 def _insert_chunk(
     session: Session,
-    valid: list[tuple[int, PatientInput]],
+    valid: list[Checked],
     version: ProgramVersion,
     rules: pacing.PacingRules,
     window: SendWindow,
@@ -101,29 +129,30 @@ def _insert_chunk(
     by: str,
     now: datetime,
 ) -> int:
-    taken = _taken(session, [key for _, data in valid for key in identities(data)])
+    taken = _taken(session, [key for row in valid for key in row.identities()])
     keep = []
-    for line, data in valid:
-        if clash := [kind for kind, value in identities(data) if (kind, value) in taken]:
-            result.errors.append(RowError(line, f"{clash[0]} already belongs to a patient"))
+    for row in valid:
+        if clash := [kind for kind, value in row.identities() if (kind, value) in taken]:
+            result.errors.append(RowError(row.line, f"{clash[0]} already belongs to a patient"))
         else:
-            keep.append(data)
+            keep.append(row)
     if not keep:
         return 0
     ids = session.scalars(
         insert(Patient).returning(Patient.id, sort_by_parameter_order=True),
-        [_patient_values(d, now) for d in keep],
+        [_patient_values(row, now) for row in keep],
     ).all()
     consents = [
         {"patient_id": pid, "channel": ch, "granted": True, "method": "enrolment",
          "recorded_by": by, "at": now}
-        for pid, d in zip(ids, keep, strict=True)
-        for ch, granted in ((Channel.SMS, d.consent_sms), (Channel.EMAIL, d.consent_email))
+        for pid, row in zip(ids, keep, strict=True)
+        for ch, granted in ((Channel.SMS, row.data.consent_sms),
+                            (Channel.EMAIL, row.data.consent_email))
         if granted
     ]  # fmt: skip
     if consents:
         session.execute(insert(Consent), consents)
-    states = [pacing.start(rules, clock_of(_clock_patient(d), window), now=now) for d in keep]
+    states = [pacing.start(rules, clock_of(_clock_patient(r.data), window), now=now) for r in keep]
     enrollment_ids = session.scalars(
         insert(Enrollment).returning(Enrollment.id, sort_by_parameter_order=True),
         [_enrollment_values(pid, version.id, s, now) for pid, s in zip(ids, states, strict=True)],
@@ -136,17 +165,6 @@ def _insert_chunk(
         ],
     )
     return len(keep)
-
-
-def identities(d: PatientInput) -> list[tuple[str, str]]:
-    """What no two patients may share, as (kind, value); contacts by their lookup hash."""
-    lookups = Patient.lookup_columns(d.phone, d.email)
-    pairs = (
-        ("external_ref", d.external_ref),
-        ("phone", lookups["phone_hash"]),
-        ("email", lookups["email_hash"]),
-    )
-    return [(kind, value) for kind, value in pairs if value]
 
 
 def _taken(session: Session, keys: list[tuple[str, str]]) -> set[tuple[str, str]]:
@@ -163,9 +181,10 @@ def _taken(session: Session, keys: list[tuple[str, str]]) -> set[tuple[str, str]
     return taken
 
 
-def _patient_values(d: PatientInput, now: datetime) -> dict[str, Any]:
+def _patient_values(row: Checked, now: datetime) -> dict[str, Any]:
+    d = row.data
     return {
-        **Patient.lookup_columns(d.phone, d.email),
+        **row.lookups,
         "first_name": d.first_name,
         "last_name": d.last_name,
         "email": d.email,

@@ -69,6 +69,26 @@ class PatientInput(BaseModel):
         return self
 
 
+def field_of(loc: tuple[int | str, ...], message: str) -> str:
+    """Model-level errors have no location; the message starts with the field it is about."""
+    if loc:
+        return str(loc[0])
+    first = message.split(" ", 1)[0]
+    return first if first in ("phone", "email") else "form"
+
+
+def missing_consent(data: PatientInput) -> tuple[str, str] | None:
+    """(field, reason) when the patient has not consented to their own channel: nothing is
+    ever sent on a channel without recorded consent, whichever door enrolled them."""
+    channel = data.channel
+    if data.consent_sms if channel == Channel.SMS else data.consent_email:
+        return None
+    return (
+        f"consent_{channel.value}",
+        f"the patient must consent to {channel.value} messages before enrolment",
+    )
+
+
 def normalize_phone(raw: str, region: str = "US") -> str:
     """E.164 or a ValueError saying why; a number that cannot receive texts is refused."""
     try:

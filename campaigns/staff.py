@@ -37,7 +37,14 @@ from campaigns.models import (
     ProgramVersion,
     User,
 )
-from campaigns.patients import PatientInput, create_patient, normalize_phone, record_consent
+from campaigns.patients import (
+    PatientInput,
+    create_patient,
+    field_of,
+    missing_consent,
+    normalize_phone,
+    record_consent,
+)
 from campaigns.sendwindow import SendWindow
 from campaigns.version_moves import landing, move
 
@@ -65,14 +72,6 @@ class ActionRefused(ValueError):
 # --- enrolling -----------------------------------------------------------------------------
 
 
-def _field_of(loc: tuple[int | str, ...], message: str) -> str:
-    """Model-level errors have no location; the message starts with the field it is about."""
-    if loc:
-        return str(loc[0])
-    first = message.split(" ", 1)[0]
-    return first if first in ("phone", "email") else "form"
-
-
 def validate_enrolment(raw: Mapping[str, Any]) -> Enrolment:
     """Parse and check input without touching the database; all field errors at once."""
     errors: dict[str, str] = {}
@@ -84,19 +83,15 @@ def validate_enrolment(raw: Mapping[str, Any]) -> Enrolment:
             message = str(err["msg"]).removeprefix("Value error, ")
             if err["type"] == "missing" or (err["type"] == "string_too_short" and not err["input"]):
                 message = "this field is required"
-            errors.setdefault(_field_of(tuple(err["loc"]), message), message)
+            errors.setdefault(field_of(tuple(err["loc"]), message), message)
     phone = raw.get("phone")
     if "phone" not in errors and isinstance(phone, str) and phone.strip():
         try:
             normalize_phone(phone.strip())
         except ValueError as exc:
             errors["phone"] = str(exc)
-    if data is not None and not errors:
-        channel = data.channel
-        if not (data.consent_sms if channel == Channel.SMS else data.consent_email):
-            errors[f"consent_{channel.value}"] = (
-                f"the patient must consent to {channel.value} messages before enrolment"
-            )
+    if data is not None and not errors and (missing := missing_consent(data)):
+        errors[missing[0]] = missing[1]
     if errors or data is None:
         raise EnrolmentRejected(errors or {"form": "invalid input"})
     return data

@@ -124,3 +124,26 @@ def test_status_shows_messages_staff_must_check(cli_env: Path, db_url: str) -> N
     code, out = invoke("status")
     assert code == 0
     assert "1 unknown" in out
+
+
+def test_enroll_csv_takes_the_bulk_path_and_names_bad_rows(cli_env: Path, tmp_path: Path) -> None:
+    invoke("init")
+    csv_file = tmp_path / "patients.csv"
+    csv_file.write_text(
+        "first_name,phone,email,timezone,channel,consent_sms,send_time\n"
+        "Ana,+1 650 253 0000,,America/Chicago,sms,yes,09:30\n"
+        "Ben,not a phone,,America/Chicago,sms,yes,09:30\n"
+        "Cy,(650) 253-0000,,America/Chicago,sms,yes,09:30\n"
+        "Di,+1 650 253 0002,,Mars/Olympus,sms,yes,09:30\n"
+        "Ed,+1 650 253 0003,ed@example.org,America/Denver,email,no,10:00\n"
+        "Flo,+1 650 253 0004,,America/Denver,sms,true,11:00\n"
+    )
+    code, out = invoke("enroll-csv", str(csv_file), "--now", "2026-03-02T12:00:00")
+    assert code == 1, out
+    assert "enrolled 2 patient(s); 4 row(s) rejected" in out
+    assert "line 3: phone" in out
+    assert "line 4: phone repeats an earlier row" in out
+    assert "line 5: timezone" in out
+    assert "line 6:" in out and "consent" in out
+    code, out = invoke("status")
+    assert code == 0 and "Ana" in out and "Flo" in out and "Ben" not in out
