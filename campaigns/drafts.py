@@ -441,13 +441,16 @@ def preview_step(draft: ProgramDraft, key: str, sources: Mapping[str, str]) -> P
     step = _step(spec, key)
     edits = {step_path(key, n): t for n, t in sources.items() if n in STEP_FILES}
     files = {**draft.files, **edits}
+    problems = check_step(spec, files, key)
     env = make_environment(FilesLoader(files))
     context = sample_context(spec, step)
     rendered = {}
-    for channel in Channel:
-        # A failure is reported, with file and line, by check_step below.
-        with contextlib.suppress(TemplateError):
-            rendered[channel] = render_channel(env, f"steps/{key}/", channel, context)
+    # Rendered here only once the guarded check has shown the templates stay in budget; a
+    # failure is reported, with file and line, by ``problems``.
+    if not any(p.line is None and p.file == f"steps/{key}/" for p in problems):
+        for channel in Channel:
+            with contextlib.suppress(TemplateError):
+                rendered[channel] = render_channel(env, f"steps/{key}/", channel, context)
     sms, email = rendered.get(Channel.SMS), rendered.get(Channel.EMAIL)
     return Preview(
         sms=sms.body_text if sms else None,
@@ -455,7 +458,7 @@ def preview_step(draft: ProgramDraft, key: str, sources: Mapping[str, str]) -> P
         subject=email.subject if email else None,
         email_text=email.body_text if email else None,
         email_html=email.body_html if email else None,
-        problems=check_step(spec, files, key),
+        problems=problems,
     )
 
 

@@ -31,6 +31,7 @@ from campaigns.rendering import (
     step_path,
 )
 from campaigns.segments import count_segments
+from campaigns.template_guard import TemplateBudgetExceeded, run_guarded
 
 PROGRAM_FILE = "program.yaml"
 LAYOUT_DIR = "layouts"
@@ -181,7 +182,26 @@ def load_folder(folder: Path, templates_dir: Path) -> LoadedProgram:
 
 
 def validate_templates(loaded: LoadedProgram) -> list[Problem]:
-    """Compile and render every step's templates for a sample patient, checking SMS length."""
+    """Compile and render every step's templates for a sample patient, checking SMS length,
+    in a child process capped in time and memory (``template_guard``)."""
+    try:
+        return run_guarded(render_check, loaded)
+    except TemplateBudgetExceeded:
+        pass
+    # Name the culprits: each step alone, so the admin sees which file to fix.
+    problems: list[Problem] = []
+    for step in loaded.spec.steps:
+        one = LoadedProgram(loaded.spec.model_copy(update={"steps": [step]}), loaded.files)
+        try:
+            problems += run_guarded(render_check, one)
+        except TemplateBudgetExceeded as exc:
+            hint = "look for large repetition, padding or nested loops"
+            problems.append(Problem(f"steps/{step.key}/", None, f"a template {exc}: {hint}"))
+    return problems
+
+
+def render_check(loaded: LoadedProgram) -> list[Problem]:
+    """``validate_templates`` without the guard: only for templates already known to behave."""
     env = make_environment(FilesLoader(loaded.files))
     problems: list[Problem] = []
     for step in loaded.spec.steps:
