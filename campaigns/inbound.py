@@ -55,7 +55,12 @@ class ReplyResult:
 
 
 def live_enrollment(session: Session, patient_id: int) -> Enrollment | None:
-    """The enrollment a reply applies to: the newest one not completed or withdrawn."""
+    """The enrollment a reply applies to: the newest one not completed or withdrawn.
+
+    Locked and re-read (PostgreSQL; SQLite transactions are already serial): a second text
+    from the same patient, or a tick, waits for this reply's transaction and then sees its
+    state, instead of failing on the row version and losing the patient's words.
+    """
     return session.scalar(
         select(Enrollment)
         .where(
@@ -64,6 +69,8 @@ def live_enrollment(session: Session, patient_id: int) -> Enrollment | None:
         )
         .order_by(Enrollment.id.desc())
         .limit(1)
+        .with_for_update(of=Enrollment)
+        .execution_options(populate_existing=True)
     )
 
 
@@ -104,6 +111,8 @@ def receive_reply(
         )
         if seen is not None:
             return ReplyResult(seen, duplicate=True)
+    # One patient's replies are handled one at a time (see ``live_enrollment``).
+    session.execute(select(Patient.id).where(Patient.id == patient.id).with_for_update())
     enrollment = live_enrollment(session, patient.id)
     rules = rules_of(enrollment.version) if enrollment else pacing.PacingRules()
     parsed = parse_reply(text, flare_phrases=rules.flare_keywords)
