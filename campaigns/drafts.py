@@ -8,23 +8,19 @@ until an admin migrates them. Every change is audited with before and after.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import yaml
-from jinja2.exceptions import TemplateError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from campaigns.audit import audit
-from campaigns.enums import Channel, EnrollmentState, StepKind, Track
+from campaigns.enums import EnrollmentState, StepKind, Track
 from campaigns.models import Enrollment, Program, ProgramDraft, ProgramVersion, User
 from campaigns.pacing import PacingRules
 from campaigns.programs import (
-    SAMPLE_CONTEXT,
     LoadedProgram,
     Problem,
     ProgramError,
@@ -34,9 +30,7 @@ from campaigns.programs import (
     store_version,
     validate_templates,
 )
-from campaigns.rendering import STEP_FILES, FilesLoader, make_environment, render_channel, step_path
-from campaigns.segments import SegmentInfo, count_segments
-from campaigns.version_moves import landing, move
+from campaigns.rendering import STEP_FILES, step_path
 
 SPEC_FILE = "program.yaml"
 FINAL_STATES = (EnrollmentState.COMPLETED, EnrollmentState.WITHDRAWN)
@@ -203,7 +197,7 @@ def _write_spec(draft: ProgramDraft, data: Mapping[str, Any]) -> ProgramSpec:
     return spec
 
 
-def _step(spec: ProgramSpec, key: str) -> StepSpec:
+def step_of(spec: ProgramSpec, key: str) -> StepSpec:
     for step in spec.steps:
         if step.key == key:
             return step
@@ -221,7 +215,7 @@ def save_template(
 ) -> None:
     """Replace some of a step's templates; refused (nothing saved) if the step then fails."""
     spec = spec_of(draft)
-    _step(spec, key)
+    step_of(spec, key)
     unknown = sorted(set(sources) - set(STEP_FILES))
     if unknown:
         raise _fail(f"unknown template file(s): {', '.join(unknown)}", step_path(key, unknown[0]))
@@ -247,7 +241,7 @@ def save_template(
 
 def check_step(spec: ProgramSpec, files: Mapping[str, str], key: str) -> list[Problem]:
     """Every problem of one step's templates, rendered for a sample patient."""
-    one = spec.model_copy(update={"steps": [_step(spec, key)]})
+    one = spec.model_copy(update={"steps": [step_of(spec, key)]})
     return validate_templates(LoadedProgram(one, dict(files)))
 
 
@@ -340,7 +334,7 @@ def move_step(
 ) -> None:
     """Move one step up (-1) or down (+1) within its track."""
     spec = spec_of(draft)
-    track = _step(spec, key).track
+    track = step_of(spec, key).track
     keys = [s.key for s in spec.ordered(track)]
     i = keys.index(key)
     j = min(max(i + offset, 0), len(keys) - 1)
@@ -413,121 +407,3 @@ def publish(
         after={"version": version.version, "created": created},
     )
     return version, created
-
-
-# --- previews --------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Preview:
-    sms: str | None
-    segments: SegmentInfo | None
-    subject: str | None
-    email_text: str | None
-    email_html: str | None
-    problems: list[Problem]
-
-
-def sample_context(spec: ProgramSpec, step: StepSpec) -> dict[str, Any]:
-    total = max((s.day or 0 for s in spec.steps), default=1)
-    day = step.day or 1
-    program = {"name": spec.name, "day": day, "week": (day - 1) // 7 + 1, "total_days": total}
-    return {**SAMPLE_CONTEXT, "program": program}
-
-
-def preview_step(draft: ProgramDraft, key: str, sources: Mapping[str, str]) -> Preview:
-    """Render one step from unsaved text for a sample patient, in the sandbox."""
-    spec = spec_of(draft)
-    step = _step(spec, key)
-    edits = {step_path(key, n): t for n, t in sources.items() if n in STEP_FILES}
-    files = {**draft.files, **edits}
-    problems = check_step(spec, files, key)
-    env = make_environment(FilesLoader(files))
-    context = sample_context(spec, step)
-    rendered = {}
-    # Rendered here only once the guarded check has shown the templates stay in budget; a
-    # failure is reported, with file and line, by ``problems``.
-    if not any(p.line is None and p.file == f"steps/{key}/" for p in problems):
-        for channel in Channel:
-            with contextlib.suppress(TemplateError):
-                rendered[channel] = render_channel(env, f"steps/{key}/", channel, context)
-    sms, email = rendered.get(Channel.SMS), rendered.get(Channel.EMAIL)
-    return Preview(
-        sms=sms.body_text if sms else None,
-        segments=count_segments(sms.body_text) if sms else None,
-        subject=email.subject if email else None,
-        email_text=email.body_text if email else None,
-        email_html=email.body_html if email else None,
-        problems=problems,
-    )
-
-
-# --- moving enrollments to another version ---------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Landing:
-    """Where one enrollment lands on the target version."""
-
-    enrollment_id: int
-    patient_id: int
-    state: EnrollmentState
-    main_from: int
-    main_to: int
-    next_key: str | None
-    next_title: str | None
-
-
-def plan_migration(
-    session: Session, source: ProgramVersion, target: ProgramVersion
-) -> list[Landing]:
-    """Live enrollments of ``source``: each keeps its main position on the target."""
-    if source.program_id != target.program_id or source.id == target.id:
-        raise ValueError("migrate between two different versions of the same program")
-    query = select(Enrollment).where(
-        Enrollment.version_id == source.id, Enrollment.state.not_in(FINAL_STATES)
-    )
-    landings = []
-    for e in session.scalars(query.order_by(Enrollment.id)):
-        where = landing(e, target)
-        step = where.next_step
-        landings.append(
-            Landing(
-                e.id,
-                e.patient_id,
-                e.state,
-                e.main_position,
-                where.position,
-                step.key if step else None,
-                step.title if step else None,
-            )
-        )
-    return landings
-
-
-def migrate(
-    session: Session,
-    source: ProgramVersion,
-    target: ProgramVersion,
-    *,
-    by: User,
-    now: datetime,
-) -> list[Landing]:
-    """Move every live enrollment of ``source`` onto ``target``, as :func:`plan_migration` says."""
-    landings = plan_migration(session, source, target)
-    reason = f"moved from version {source.version} to {target.version} by {by.email}"
-    for planned in landings:
-        enrollment = session.get_one(Enrollment, planned.enrollment_id)
-        move(session, enrollment, target, actor=by.email, reason=reason, now=now)
-    session.flush()
-    audit(
-        session,
-        by,
-        "program.migrate",
-        "program",
-        source.program_id,
-        now=now,
-        before={"version": source.version},
-        after={"version": target.version, "enrollments": len(landings)},
-    )
-    return landings

@@ -15,7 +15,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from campaigns import drafts, version_diff, whatif
+from campaigns import draft_preview, drafts, version_diff, version_migration, whatif
 from campaigns.enums import StepKind, Track
 from campaigns.models import Program, User, utcnow
 from campaigns.pacing import PacingRules
@@ -204,7 +204,7 @@ def _step_page(
         "full_sources": {step_path(key, n): t for n, t in texts.items()},
         "problems_by_file": by_file,
         "other_problems": others,
-        "preview": drafts.preview_step(draft, key, texts),
+        "preview": draft_preview.preview_step(draft, key, texts),
         "saved": saved,
     }
     return render(request, "admin/step.html", context, status_code=status_code)
@@ -416,7 +416,7 @@ def migrate_page(
     program = _program(session, slug)
     source, target = _version_pair(session, program, from_, to)
     try:
-        landings = drafts.plan_migration(session, source, target)
+        landings = version_migration.plan_migration(session, source, target)
     except ValueError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
     context = {"program": program, "source": source, "target": target, "landings": landings}
@@ -437,7 +437,7 @@ def migrate(
     program = _program(session, slug)
     source, target = _version_pair(session, program, from_version, to_version)
     try:
-        moved = drafts.migrate(session, source, target, by=user, now=utcnow())
+        moved = version_migration.migrate(session, source, target, by=user, now=utcnow())
     except ValueError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
     return _back(session, slug, f"migrated={len(moved)}")

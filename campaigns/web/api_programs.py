@@ -13,7 +13,7 @@ from fastapi import APIRouter, HTTPException, Path, Query, status
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from campaigns import drafts, version_diff, whatif
+from campaigns import draft_preview, drafts, version_diff, whatif
 from campaigns.models import Program, ProgramStep, ProgramVersion, utcnow
 from campaigns.program_schemas import (
     CalendarEntryOut,
@@ -162,7 +162,7 @@ def preview(slug: str, body: PreviewIn, session: SessionDep, _user: AdminUser) -
     program = _program(session, slug)
     try:
         draft = drafts.peek_draft(session, program)
-        result = drafts.preview_step(draft, body.step, body.files)
+        result = draft_preview.preview_step(draft, body.step, body.files)
     except drafts.DraftError as exc:
         _unprocessable("the draft's program.yaml is invalid", exc.problems)
     except LookupError as exc:

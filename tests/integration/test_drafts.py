@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 from sqlalchemy import select
 
-from campaigns import drafts, version_diff, whatif
+from campaigns import draft_preview, drafts, version_diff, version_migration, whatif
 from campaigns.enrollments import rules_of, shape_of
 from campaigns.enums import EnrollmentState, StepKind, Track
 from campaigns.models import Enrollment, Event, OutboxMessage, Program, ProgramDraft, User
@@ -106,10 +106,10 @@ def test_preview_renders_unsaved_text_with_segments_and_problems(rt: Runtime) ->
     _draft(rt, admin)
     with rt.session() as session:
         draft = session.scalars(select(ProgramDraft)).one()
-        good = drafts.preview_step(
+        good = draft_preview.preview_step(
             draft, "d1-hello", {"sms.txt.j2": "Hi {{ patient.first_name }} 😊"}
         )
-        bad = drafts.preview_step(draft, "d1-hello", {"sms.txt.j2": "{{ nope }}"})
+        bad = draft_preview.preview_step(draft, "d1-hello", {"sms.txt.j2": "{{ nope }}"})
     assert good.sms == "Hi Alexandria 😊"
     assert good.segments is not None and good.segments.encoding == "UCS-2"
     assert good.subject and good.email_html and "<p>" in good.email_html
@@ -206,12 +206,12 @@ def test_migration_keeps_position_and_never_resends_a_covered_step(rt: Runtime) 
     with rt.session() as session:
         program = session.scalars(select(Program)).one()
         source, target = (drafts.get_version(session, program, n) for n in (1, 2))
-        plan = drafts.plan_migration(session, source, target)
+        plan = version_migration.plan_migration(session, source, target)
         # steps 0-2 were sent; the new version has only 2 main steps: nothing is left to send
         assert [(p.main_from, p.main_to, p.next_key) for p in plan] == [(3, 2, None)]
-        drafts.migrate(session, source, target, by=session.get_one(User, admin), now=NOW)
+        version_migration.migrate(session, source, target, by=session.get_one(User, admin), now=NOW)
         with pytest.raises(ValueError):
-            drafts.plan_migration(session, source, source)
+            version_migration.plan_migration(session, source, source)
     with rt.session() as session:
         moved = session.get_one(Enrollment, enrollment_id)
         assert (moved.version_id, moved.main_position) == (target.id, 2)
