@@ -59,8 +59,9 @@ RESERVED_HEADERS = frozenset(
 )
 
 _REPLY_PURPOSE = b"email-reply-v1:"
+_BOUNCE_PURPOSE = b"email-bounce-v1:"
 _REPLY_TAG_LENGTH = 24  # hex characters: 96 bits, far beyond online guessing
-_REPLY_LOCAL = re.compile(r"reply\+(\d{1,12})-([0-9a-f]{24})", re.IGNORECASE)
+_TAGGED_LOCAL = re.compile(r"(reply|bounce)\+(\d{1,12})-([0-9a-f]{24})", re.IGNORECASE)
 _UNSUBSCRIBE_SUBJECT = re.compile(r"\bunsubscribe-([\w-]+\.[\w-]+\.[\w-]+)")
 
 
@@ -103,27 +104,48 @@ def new_message_id(outbox_id: int, domain: str) -> str:
     return f"<{outbox_id}.{secrets.token_hex(8)}@{domain}>"
 
 
-def reply_tag(key: bytes, outbox_id: int) -> str:
-    digest = hmac.new(key, _REPLY_PURPOSE + str(outbox_id).encode(), hashlib.sha256)
+def _tag(key: bytes, purpose: bytes, outbox_id: int) -> str:
+    digest = hmac.new(key, purpose + str(outbox_id).encode(), hashlib.sha256)
     return digest.hexdigest()[:_REPLY_TAG_LENGTH]
+
+
+def reply_tag(key: bytes, outbox_id: int) -> str:
+    return _tag(key, _REPLY_PURPOSE, outbox_id)
 
 
 def reply_address(identity: EmailIdentity, outbox_id: int) -> str:
     return f"reply+{outbox_id}-{reply_tag(identity.key, outbox_id)}@{identity.reply_domain}"
 
 
-def read_reply_address(key: bytes, reply_domain: str, address: str) -> int | None:
-    """The outbox id a ``reply+...`` address names, or None if it is not ours or is forged."""
+def bounce_address(identity: EmailIdentity, outbox_id: int) -> str:
+    """The envelope sender (VERP): a bounce names the exact message that failed, and only we
+    can mint the address, so a forged bounce cannot fail someone else's message."""
+    tag = _tag(identity.key, _BOUNCE_PURPOSE, outbox_id)
+    return f"bounce+{outbox_id}-{tag}@{identity.reply_domain}"
+
+
+def _read_tagged(key: bytes, reply_domain: str, address: str, kind: str) -> int | None:
     local, _, domain = address.strip().rpartition("@")
     if domain.lower() != reply_domain.lower():
         return None
-    match = _REPLY_LOCAL.fullmatch(local)
-    if match is None:
+    match = _TAGGED_LOCAL.fullmatch(local)
+    if match is None or match.group(1).lower() != kind:
         return None
-    outbox_id = int(match.group(1))
-    if not hmac.compare_digest(match.group(2).lower(), reply_tag(key, outbox_id)):
+    outbox_id = int(match.group(2))
+    purpose = _REPLY_PURPOSE if kind == "reply" else _BOUNCE_PURPOSE
+    if not hmac.compare_digest(match.group(3).lower(), _tag(key, purpose, outbox_id)):
         return None
     return outbox_id
+
+
+def read_reply_address(key: bytes, reply_domain: str, address: str) -> int | None:
+    """The outbox id a ``reply+...`` address names, or None if it is not ours or is forged."""
+    return _read_tagged(key, reply_domain, address, "reply")
+
+
+def read_bounce_address(key: bytes, reply_domain: str, address: str) -> int | None:
+    """The outbox id a ``bounce+...`` address names, or None if it is not ours or is forged."""
+    return _read_tagged(key, reply_domain, address, "bounce")
 
 
 def unsubscribe_subject(token: str) -> str:

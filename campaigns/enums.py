@@ -60,6 +60,7 @@ class MessagePurpose(StrEnum):
 class AlertKind(StrEnum):
     CRISIS = "crisis"
     LONG_FLARE = "long-flare"
+    EMAIL_BOUNCED = "email-bounced"
 
 
 class AlertPriority(StrEnum):

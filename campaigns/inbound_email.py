@@ -25,6 +25,7 @@ from email.parser import BytesParser
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from campaigns.bounces import Bounce, bounced_row, read_report, record_bounce
 from campaigns.email_headers import MAX_MESSAGE_ID, read_reply_address, read_unsubscribe_subject
 from campaigns.email_text import body_text, new_words
 from campaigns.enrollments import apply_outcome, pacing_state
@@ -75,6 +76,8 @@ class ParsedEmail:
     body: str
     #: Auto-reply, bounce or list traffic (RFC 3834): never a patient's words.
     automatic: bool
+    #: A delivery report (bounce) about one of our messages, if this is one.
+    report: Bounce | None = None
 
 
 @dataclass
@@ -96,6 +99,8 @@ def receive_email(rt: Runtime, session: Session, raw: bytes, *, now: datetime) -
     token = read_unsubscribe_subject(parsed.subject)
     if token is not None:
         return _unsubscribe_by_mail(rt, session, token, now=now)
+    if parsed.report is not None:
+        return _delivery_report(rt, session, parsed, parsed.report, now=now)
     if parsed.automatic:
         log.info("email-ignored", reason="automatic")
         return EmailOutcome(ignored="automatic reply")
@@ -121,6 +126,23 @@ def receive_email(rt: Runtime, session: Session, raw: bytes, *, now: datetime) -
         sender_is_patient=_same_address(parsed.sender, patient.email),
     )
     return EmailOutcome(result.reply_id, result.duplicate, result.responses, row.id)
+
+
+def _delivery_report(
+    rt: Runtime, session: Session, parsed: ParsedEmail, report: Bounce, *, now: datetime
+) -> EmailOutcome:
+    row = bounced_row(
+        session,
+        report,
+        parsed.recipients,
+        key=rt.settings.signing_key,
+        reply_domain=rt.settings.reply_domain,
+    )
+    if row is None:
+        raise UnmatchedEmail("the delivery report does not name any message we sent")
+    changed = record_bounce(session, row, report, now=now)
+    what = "bounce recorded" if changed else "no change"
+    return EmailOutcome(in_reply_to_id=row.id, ignored=f"delivery report: {what}")
 
 
 def find_answered(rt: Runtime, session: Session, parsed: ParsedEmail) -> OutboxMessage | None:
@@ -223,8 +245,9 @@ def _parsed(message: EmailMessage) -> ParsedEmail:
     if not (message["From"] or message["Message-ID"]):
         raise UnparseableEmail("not an email: no From or Message-ID header")
     senders = _addresses(message, "From")
+    report = read_report(message)
     body = body_text(message)
-    if body is None:
+    if body is None and report is None:
         raise UnparseableEmail("no text in the email")
     return ParsedEmail(
         message_id=_first_id(message.get("Message-ID")),
@@ -232,8 +255,9 @@ def _parsed(message: EmailMessage) -> ParsedEmail:
         recipients=_recipients(message),
         sender=senders[0] if senders else None,
         subject=str(message.get("Subject", "")),
-        body=body,
+        body=body or "",
         automatic=_is_automatic(message),
+        report=report,
     )
 
 

@@ -22,7 +22,7 @@ from datetime import datetime
 from typing import Literal
 
 from campaigns.channels.base import DeliveryError, OutgoingMessage, ProviderReceipt
-from campaigns.email_headers import EmailIdentity, build_email, to_bytes
+from campaigns.email_headers import EmailIdentity, bounce_address, build_email, to_bytes
 from campaigns.enums import Channel
 from campaigns.logs import get_logger
 from campaigns.models import utcnow
@@ -92,7 +92,9 @@ class SmtpEmailTransport:
         mime = build_email(message, self.identity, now=self._clock())
         with self._lock:
             try:
-                self._transmit(message.to, to_bytes(mime))
+                self._transmit(
+                    bounce_address(self.identity, message.outbox_id), message.to, to_bytes(mime)
+                )
             except (smtplib.SMTPException, OSError) as exc:
                 self._discard()
                 error = delivery_error(exc)
@@ -106,7 +108,7 @@ class SmtpEmailTransport:
             self._last_used = time.monotonic()
         return ProviderReceipt(provider_id=str(mime["Message-ID"]))
 
-    def _transmit(self, to: str, data: bytes) -> None:
+    def _transmit(self, envelope_from: str, to: str, data: bytes) -> None:
         smtp = self._connection()
         options: list[str] = []
         if not to.isascii():
@@ -116,7 +118,7 @@ class SmtpEmailTransport:
                     permanent=True,
                 )
             options = ["SMTPUTF8", "BODY=8BITMIME"]
-        smtp.sendmail(self.identity.sender, [to], data, options)
+        smtp.sendmail(envelope_from, [to], data, options)
 
     def check_connection(self) -> None:
         """Connect, negotiate TLS and log in as a send would, then hang up."""

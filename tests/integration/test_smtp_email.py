@@ -18,7 +18,12 @@ import pytest
 
 from campaigns.channels.base import DeliveryError, OutgoingMessage
 from campaigns.channels.smtp_email import Security, SmtpConfig, SmtpEmailTransport
-from campaigns.email_headers import EmailIdentity, read_reply_address
+from campaigns.email_headers import (
+    EmailIdentity,
+    bounce_address,
+    read_bounce_address,
+    read_reply_address,
+)
 from campaigns.enums import Channel, MessageStatus
 from campaigns.logs import configure
 from campaigns.models import OutboxMessage, Patient
@@ -125,7 +130,10 @@ def test_program_email_arrives_as_multipart_with_threading_and_unsubscribe_heade
     mime = received.message()
     row = outbox_row(rt, sent_id)
 
-    assert (received.mail_from, received.rcpt_tos) == ("care@clinic.example", [email])
+    identity = EmailIdentity.from_settings(rt.settings)
+    assert (received.mail_from, received.rcpt_tos) == (bounce_address(identity, sent_id), [email])
+    verp = read_bounce_address(identity.key, identity.reply_domain, received.mail_from)
+    assert verp == sent_id, "bounces name the message that failed"
     assert str(mime["From"]) == "Riverside Pain Recovery Clinic <care@clinic.example>"
     assert str(mime["To"]) == email
     assert str(mime["Subject"]) == "Mini d1-hello (week 1)"
