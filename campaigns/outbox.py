@@ -274,9 +274,20 @@ def record_provider_status(
     *,
     now: datetime,
     error: str | None = None,
+    outbox_id: int | None = None,
 ) -> bool:
-    """Apply a delivery callback; out-of-order callbacks never move a row backwards."""
+    """Apply a delivery callback; out-of-order callbacks never move a row backwards.
+
+    ``outbox_id`` (from the callback URL) finds a row whose provider id is not stored yet:
+    a callback can beat the end of the batch that sent the message.
+    """
     row = session.scalar(select(OutboxMessage).where(OutboxMessage.provider_id == provider_id))
+    if row is None and outbox_id is not None:
+        row = session.get(OutboxMessage, outbox_id)
+        if row is None or row.provider_id is not None or row.status != M.SENDING:
+            return False
+        row.provider_id = provider_id
+        row.sent_at = now
     if row is None or _STATUS_RANK[status] < _STATUS_RANK[row.status]:
         return False
     if _STATUS_RANK[status] == _STATUS_RANK[row.status] and status != row.status:

@@ -136,7 +136,8 @@ class TwilioSmsTransport:
             created = self.client.messages.create(
                 to=message.to,
                 body=message.body_text,
-                status_callback=self.status_callback,
+                # Names the row, so a callback that beats the stored SID still finds it.
+                status_callback=f"{self.status_callback}?outbox={message.outbox_id}",
                 **self.sender,
             )
         except (TwilioRestException, TwilioServiceException) as exc:

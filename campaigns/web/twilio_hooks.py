@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -209,6 +209,7 @@ def message_status(
     form: Annotated[dict[str, str], Depends(signed_form(STATUS_CALLBACK_PATH))],
     rt: RuntimeDep,
     now: NowDep,
+    outbox: Annotated[int | None, Query(ge=1, le=2**62)] = None,
 ) -> Response:
     """Move the outbox row forward only; an unknown SID or status changes nothing."""
     sid = form.get("MessageSid") or form.get("SmsSid") or ""
@@ -217,7 +218,12 @@ def message_status(
     if sid and new_status is not None:
         with rt.session() as session:
             changed = record_provider_status(
-                session, sid, new_status, now=now, error=f"twilio {code}" if code else None
+                session,
+                sid,
+                new_status,
+                now=now,
+                error=f"twilio {code}" if code else None,
+                outbox_id=outbox,
             )
             if changed and new_status == M.FAILED and code == str(UNSUBSCRIBED):
                 provider_opt_out(session, sid, f"twilio {code}: recipient unsubscribed", now=now)

@@ -112,7 +112,7 @@ def test_program_sms_goes_through_the_messaging_service_with_a_status_callback(
         "To": _phone(twilio_rt, patient_id),
         "Body": row.body_text,
         "MessagingServiceSid": SERVICE_SID,
-        "StatusCallback": f"{PUBLIC}/webhooks/twilio/status",
+        "StatusCallback": f"{PUBLIC}/webhooks/twilio/status?outbox={outbox_id}",
     }
     assert row.status == MessageStatus.SENT
     assert row.provider_id == request.sid

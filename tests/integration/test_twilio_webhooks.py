@@ -426,6 +426,41 @@ def test_undelivered_callback_fails_the_row_with_the_error_code(
         assert has_consent(session, patient_id, Channel.SMS)
 
 
+def _claimed_not_yet_recorded(rt: Runtime) -> tuple[int, int]:
+    """(outbox id, patient id) of a row a batch has claimed and sent, SID not stored yet."""
+    patient_id, _, _ = _enrolled(rt)
+    [outbox_id] = tick(rt, now=DAY1_SEND).planned
+    with rt.session() as session:
+        row = session.get_one(OutboxMessage, outbox_id)
+        row.status, row.sending_at = MessageStatus.SENDING, DAY1_SEND
+    return outbox_id, patient_id
+
+
+def test_a_callback_that_beats_the_stored_sid_finds_its_row_by_the_callback_url(
+    twilio_rt: Runtime, hooks: Webhooks
+) -> None:
+    outbox_id, patient_id = _claimed_not_yet_recorded(twilio_rt)
+    sid = "SM" + "a" * 32
+    form = status_form(sid, "failed", ErrorCode="21610")
+    assert hooks.post(STATUS, form, query=f"outbox={outbox_id}").status_code == 200
+    row = _row(twilio_rt, outbox_id)
+    assert (row.status, row.provider_id, row.error) == (MessageStatus.FAILED, sid, "twilio 21610")
+    with twilio_rt.session() as session:
+        assert not has_consent(session, patient_id, Channel.SMS), "the opt-out was not lost"
+
+
+def test_a_callback_url_cannot_claim_a_row_that_has_another_sid(
+    twilio_rt: Runtime, hooks: Webhooks
+) -> None:
+    outbox_id, sid, _, _ = _sent_program_message(twilio_rt)
+    other = "SM" + "b" * 32
+    hooks.post(STATUS, status_form(other, "failed"), query=f"outbox={outbox_id}")
+    row = _row(twilio_rt, outbox_id)
+    assert (row.status, row.provider_id) == (MessageStatus.SENT, sid)
+    bad = hooks.post(STATUS, status_form(sid, "delivered"), query="outbox=zero")
+    assert bad.status_code == 422
+
+
 def test_status_for_an_unknown_message_sid_is_ok_and_changes_nothing(
     twilio_rt: Runtime, hooks: Webhooks
 ) -> None:
