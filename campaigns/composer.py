@@ -63,13 +63,17 @@ def compose_step(
     enrollment: Enrollment,
     send: PlannedSend,
     channel: Channel,
+    scores: list[float] | None = None,
 ) -> tuple[ProgramStep, RenderedMessage]:
+    """``scores``: the patient's recent scores when the caller fetched them for a batch."""
     version = enrollment.version
     step = step_for(version, send.track, send.index)
     day = step.day if step.track == Track.MAIN and step.day else program_day(version, enrollment)
     context = base_context(rt, enrollment.patient, channel)
     context["program"] = program_context(version, day)
-    context["trend"] = trend_of(recent_scores(session, enrollment.patient_id)).as_context()
+    if scores is None:
+        scores = recent_scores(session, enrollment.patient_id)
+    context["trend"] = trend_of(scores).as_context()
     message = rt.templates.render_step(version.id, version.files, step.key, channel, context)
     return step, message
 

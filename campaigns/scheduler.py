@@ -7,7 +7,7 @@ enrollment's row version and the outbox's unique key make a repeated tick a no-o
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -17,11 +17,11 @@ from sqlalchemy.orm import Session, selectinload
 from campaigns import pacing
 from campaigns.composer import compose_step
 from campaigns.enrollments import apply_outcome, clock_of, pacing_state, rules_of, shape_of
-from campaigns.enums import MessagePurpose
+from campaigns.enums import Channel
 from campaigns.logs import get_logger
 from campaigns.models import Enrollment, ProgramVersion
-from campaigns.outbox import plan, redispatchable
-from campaigns.patients import has_consent
+from campaigns.outbox import NewMessage, plan_many, redispatchable
+from campaigns.prefetch import latest_consents, recent_scores
 from campaigns.runtime import Runtime
 
 ACTOR = "scheduler"
@@ -65,9 +65,41 @@ def claim_due(session: Session, *, now: datetime, limit: int) -> Sequence[Enroll
 
 def process(rt: Runtime, session: Session, enrollment: Enrollment, *, now: datetime) -> int | None:
     """Advance one enrollment; returns the id of the outbox row it planned, if any."""
+    planned = process_batch(rt, session, [enrollment], now=now)
+    return planned[0] if planned else None
+
+
+def process_batch(
+    rt: Runtime, session: Session, enrollments: Sequence[Enrollment], *, now: datetime
+) -> list[int]:
+    """Advance a claimed batch; ids of the outbox rows planned.
+
+    Consents and recent scores are read once for the whole batch and the outbox rows go in
+    with one statement: per-enrollment lookups made the tick ~8 round trips per message.
+    """
+    patient_ids = {e.patient_id for e in enrollments}
+    consents = latest_consents(session, patient_ids)
+    scores = recent_scores(session, patient_ids)
+    messages = [
+        m
+        for e in enrollments
+        if (m := _advance(rt, session, e, consents, scores, now=now)) is not None
+    ]
+    return plan_many(session, messages, now=now)
+
+
+def _advance(
+    rt: Runtime,
+    session: Session,
+    enrollment: Enrollment,
+    consents: Mapping[tuple[int, Channel], bool],
+    scores: Mapping[int, list[float]],
+    *,
+    now: datetime,
+) -> NewMessage | None:
     patient = enrollment.patient
     channel = patient.preferred_channel
-    if not has_consent(session, patient.id, channel):
+    if not consents.get((patient.id, channel), False):
         outcome = pacing.opt_out(pacing_state(enrollment), f"no {channel.value} consent")
         apply_outcome(session, enrollment, outcome, actor=ACTOR, now=now)
         return None
@@ -84,19 +116,17 @@ def process(rt: Runtime, session: Session, enrollment: Enrollment, *, now: datet
         enrollment.next_due_at = now + STUCK_RETRY
     if outcome.send is None:
         return None
-    step, message = compose_step(rt, session, enrollment, outcome.send, channel)
-    row = plan(
-        session,
+    step, message = compose_step(
+        rt, session, enrollment, outcome.send, channel, scores.get(patient.id, [])
+    )
+    return NewMessage(
         patient_id=patient.id,
         message=message,
-        purpose=MessagePurpose.PROGRAM,
-        now=now,
         enrollment_id=enrollment.id,
         step_id=step.id,
         occurrence=outcome.send.occurrence,
         local_date=outcome.send.local_date,
     )
-    return row.id if row is not None else None
 
 
 def tick(
@@ -112,7 +142,7 @@ def tick(
     while True:
         with rt.session() as session:
             due = claim_due(session, now=now, limit=size)
-            planned = [pid for e in due if (pid := process(rt, session, e, now=now)) is not None]
+            planned = process_batch(rt, session, due, now=now)
         summary.claimed += len(due)
         summary.batches += 1 if due else 0
         summary.planned += planned
