@@ -38,6 +38,9 @@ log = get_logger(__name__)
 REDISPATCH_AFTER = timedelta(minutes=2)
 #: A transient provider failure is retried by the redispatch sweep after this long.
 RETRY_BACKOFF = timedelta(minutes=3)
+#: Ids per send task: big enough to amortise the batch's statements, small enough that a
+#: killed worker leaves few rows ``unknown``.
+SEND_BATCH_SIZE = 100
 #: Sending a batch re-reads consent for its remaining rows after this many seconds.
 RECHECK_CONSENT_AFTER = 1.0
 #: Answers to a patient (HELP, crisis, confirmations) must fit this many SMS segments.
