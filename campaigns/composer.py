@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -40,15 +41,27 @@ def base_context(rt: Runtime, patient: Patient, channel: Channel) -> dict[str, A
     }
 
 
+#: Main-track days per loaded version: published versions never change, and scanning every
+#: step for every message was a measurable share of the tick.
+_MAIN_DAYS: WeakKeyDictionary[ProgramVersion, list[int | None]] = WeakKeyDictionary()
+
+
+def _main_days(version: ProgramVersion) -> list[int | None]:
+    days = _MAIN_DAYS.get(version)
+    if days is None:
+        days = _MAIN_DAYS[version] = [s.day for s in version.steps if s.track == Track.MAIN]
+    return days
+
+
 def program_day(version: ProgramVersion, enrollment: Enrollment) -> int:
     """Flare and resume messages carry the day of the main step the patient is held on."""
-    main = [s for s in version.steps if s.track == Track.MAIN]
+    main = _main_days(version)
     index = min(max(enrollment.main_position - 1, 0), len(main) - 1)
-    return main[index].day or 1 if main else 1
+    return main[index] or 1 if main else 1
 
 
 def program_context(version: ProgramVersion, day: int) -> dict[str, Any]:
-    total = max((s.day or 0 for s in version.steps if s.track == Track.MAIN), default=day)
+    total = max((d or 0 for d in _main_days(version)), default=day)
     return {
         "name": version.program.name,
         "day": day,

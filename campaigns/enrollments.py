@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any, cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Table, bindparam, select, update
+from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.exc import StaleDataError
@@ -184,6 +184,7 @@ def apply_outcomes(
     if not outcomes:
         return
     params: list[dict[str, Any]] = []
+    events: list[dict[str, Any]] = []
     for enrollment, outcome in outcomes:
         values: dict[str, Any] = {name: getattr(outcome.state, name) for name in _STATE_FIELDS}
         values["state"] = outcome.state.state
@@ -196,9 +197,31 @@ def apply_outcomes(
         )
         for key, value in values.items():
             set_committed_value(enrollment, key, value)
-        record(session, enrollment, outcome.events, actor=actor, now=now)
+        events += _event_rows(enrollment, outcome.events, actor=actor, now=now)
         raise_alerts(session, enrollment, outcome.alerts, now=now)
     _write_states(session, params)
+    if events:  # no ids needed back: a plain executemany, not a multi-row INSERT ... RETURNING
+        session.connection().execute(insert(cast(Table, Event.__table__)), events)
+
+
+def _event_rows(
+    enrollment: Enrollment, events: Iterable[pacing.PacingEvent], *, actor: str, now: datetime
+) -> list[dict[str, Any]]:
+    """The rows ``record`` would add, as plain values."""
+    return [
+        {
+            "at": now,
+            "patient_id": enrollment.patient_id,
+            "enrollment_id": enrollment.id,
+            "actor": actor,
+            "kind": ev.kind,
+            "from_state": ev.from_state.value if ev.from_state else None,
+            "to_state": ev.to_state.value if ev.to_state else None,
+            "reason": ev.reason[:500],
+            "data": dict(ev.data),
+        }
+        for ev in events
+    ]
 
 
 def _write_states(session: Session, params: list[dict[str, Any]]) -> None:

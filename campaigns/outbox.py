@@ -26,7 +26,7 @@ from campaigns.logs import get_logger
 from campaigns.models import Enrollment, OutboxMessage, Patient
 from campaigns.pacing import opt_out
 from campaigns.patients import has_consent, record_consent
-from campaigns.prefetch import latest_consents, segment_limits
+from campaigns.prefetch import among, latest_consents, segment_limits
 from campaigns.rendering import RenderedMessage
 from campaigns.runtime import Runtime
 from campaigns.sendwindow import PatientClock
@@ -157,7 +157,9 @@ class _Checks:
         program = [r for r in rows if r.purpose == MessagePurpose.PROGRAM]
         enrollment_ids = {r.enrollment_id for r in program if r.enrollment_id is not None}
         states = session.execute(
-            select(Enrollment.id, Enrollment.state).where(Enrollment.id.in_(enrollment_ids))
+            select(Enrollment.id, Enrollment.state).where(
+                among(session, Enrollment.id, enrollment_ids)
+            )
         )
         return cls(
             latest_consents(session, {r.patient_id for r in program}),
@@ -232,12 +234,13 @@ def _claim_batch(
     claims every row that passed; committed before any provider is called."""
     rows = session.scalars(
         select(OutboxMessage)
-        .where(OutboxMessage.id.in_(ids), OutboxMessage.status == M.PLANNED)
+        .where(among(session, OutboxMessage.id, ids), OutboxMessage.status == M.PLANNED)
         .order_by(OutboxMessage.id)
     ).all()
     patient_ids = {r.patient_id for r in rows}
     patients = {
-        p.id: p for p in session.scalars(select(Patient).where(Patient.id.in_(patient_ids)))
+        p.id: p
+        for p in session.scalars(select(Patient).where(among(session, Patient.id, patient_ids)))
     }
     checks = _Checks.load(session, rows)
     ready: list[OutboxMessage] = []
@@ -280,7 +283,7 @@ def _claim(session: Session, ids: list[int], now: datetime) -> set[int]:
     table = _OUTBOX
     claimed = session.execute(
         update(table)
-        .where(table.c.id.in_(ids), table.c.status == M.PLANNED)
+        .where(among(session, table.c.id, ids), table.c.status == M.PLANNED)
         .values(status=M.SENDING, sending_at=now, attempts=table.c.attempts + 1)
         .returning(table.c.id)
     ).scalars()

@@ -10,14 +10,27 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, Integer, any_, bindparam, func, select
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from campaigns.enums import Channel
 from campaigns.models import Consent, PainReport, ProgramStep, ProgramVersion
 
 #: How many recent scores the trend looks at (``composer.recent_scores``' default).
 RECENT_SCORES = 20
+
+
+def among(
+    session: Session,
+    column: ColumnElement[int] | InstrumentedAttribute[int],
+    ids: Collection[int],
+) -> ColumnElement[bool]:
+    """``column IN (ids)``; on PostgreSQL ``= ANY(array)``: one parameter whatever the batch
+    size, so psycopg does not re-parse a statement with hundreds of placeholders each time."""
+    if session.get_bind().dialect.name == "postgresql":
+        return column == any_(bindparam(None, list(ids), type_=ARRAY(Integer)))
+    return column.in_(ids)
 
 
 def latest_consents(
@@ -28,7 +41,7 @@ def latest_consents(
         return {}
     rows = session.execute(
         select(Consent.patient_id, Consent.channel, Consent.granted)
-        .where(Consent.patient_id.in_(patient_ids))
+        .where(among(session, Consent.patient_id, patient_ids))
         .order_by(Consent.id)
     )
     return {(pid, channel): bool(granted) for pid, channel, granted in rows}
@@ -51,7 +64,7 @@ def recent_scores(
     )
     ranked = (
         select(PainReport.patient_id, PainReport.score, PainReport.reported_at, PainReport.id, rank)
-        .where(PainReport.patient_id.in_(patient_ids))
+        .where(among(session, PainReport.patient_id, patient_ids))
         .subquery()
     )
     rows = session.execute(
@@ -72,6 +85,6 @@ def segment_limits(session: Session, step_ids: Collection[int]) -> dict[int, int
     rows = session.execute(
         select(ProgramStep.id, ProgramVersion.sms_max_segments)
         .join(ProgramVersion, ProgramStep.version_id == ProgramVersion.id)
-        .where(ProgramStep.id.in_(step_ids))
+        .where(among(session, ProgramStep.id, step_ids))
     )
     return {step_id: limit for step_id, limit in rows}

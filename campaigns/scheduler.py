@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, joinedload, selectinload
 
 from campaigns import pacing
 from campaigns.composer import compose_step
@@ -52,8 +52,8 @@ def claim_due(session: Session, *, now: datetime, limit: int) -> Sequence[Enroll
         .where(Enrollment.next_due_at.is_not(None), Enrollment.next_due_at <= now)
         .order_by(Enrollment.next_due_at, Enrollment.id)
         .limit(limit)
-        .options(
-            selectinload(Enrollment.patient),
+        .options(  # patients by JOIN; versions (large JSON) once each by SELECT IN
+            joinedload(Enrollment.patient),
             selectinload(Enrollment.version).selectinload(ProgramVersion.steps),
             selectinload(Enrollment.version).selectinload(ProgramVersion.program),
         )
