@@ -332,7 +332,11 @@ def _send_claimed(
             results[message.outbox_id] = _withhold_claimed(rt, message)
             continue
         if rt.limiter is not None:
-            rt.limiter.wait(message.channel)  # outside any transaction: no lock while waiting
+            try:
+                rt.limiter.wait(message.channel)  # outside any transaction: no lock held
+            except Exception:  # the limiter's Redis is down: these were never sent
+                _release(rt, [m.outbox_id for m, _ in claimed[index:]])
+                raise
         try:
             receipt = rt.transports[message.channel].send(message)
         except DeliveryError as exc:
@@ -352,6 +356,17 @@ def _revoked(rt: Runtime, claimed: list[tuple[OutgoingMessage, bool]]) -> set[tu
         for m in program
         if not consents.get((m.patient_id, m.channel), False)
     }
+
+
+def _release(rt: Runtime, ids: list[int]) -> None:
+    """Claimed rows no provider was called for go back to ``planned`` for the retry."""
+    table = _OUTBOX
+    with rt.session() as session:
+        session.execute(
+            update(table)
+            .where(among(session, table.c.id, ids), table.c.status == M.SENDING)
+            .values(status=M.PLANNED, sending_at=None, attempts=table.c.attempts - 1)
+        )
 
 
 def _withhold_claimed(rt: Runtime, message: OutgoingMessage) -> DeliveryResult:
