@@ -7,6 +7,7 @@ called, so a redelivered task cannot send twice; a crash after the call leaves i
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -36,8 +37,11 @@ _OUTBOX = cast(Table, OutboxMessage.__table__)  # Core statements for the batch 
 log = get_logger(__name__)
 #: A planned row not sent this long after it was due is handed to a send task again.
 REDISPATCH_AFTER = timedelta(minutes=2)
-#: A transient provider failure is retried by the redispatch sweep after this long.
+#: A transient provider failure is retried by the redispatch sweep after this long ...
 RETRY_BACKOFF = timedelta(minutes=3)
+#: ... plus a random share of this, so the rows an outage deferred together do not all
+#: come back in the same tick (a provider's own Retry-After is kept as given).
+RETRY_JITTER = timedelta(minutes=1)
 #: Ids per send task: big enough to amortise the batch's statements, small enough that a
 #: killed worker leaves few rows ``unknown``.
 SEND_BATCH_SIZE = 100
@@ -393,12 +397,19 @@ def _mark_sent(rt: Runtime, sent: list[tuple[int, str]], *, now: datetime) -> No
         session.execute(statement, [{"oid": oid, "pid": pid} for oid, pid in sent])
 
 
+def retry_delay(retry_after: float | None, *, spread: float) -> timedelta:
+    """How long a transient failure waits; ``spread`` in [0, 1) places it in the jitter."""
+    if retry_after:
+        return timedelta(seconds=retry_after)
+    return RETRY_BACKOFF + RETRY_JITTER * min(max(spread, 0.0), 1.0)
+
+
 def _record_failure(
     rt: Runtime, outgoing: OutgoingMessage, exc: DeliveryError, *, now: datetime
 ) -> DeliveryResult:
     """Permanent: failed with the reason. Transient: planned again after a back-off.
     Ambiguous: ``unknown``, never retried blindly."""
-    backoff = timedelta(seconds=exc.retry_after) if exc.retry_after else RETRY_BACKOFF
+    backoff = retry_delay(exc.retry_after, spread=random.random())
     with rt.session() as session:
         status = M.UNKNOWN if exc.ambiguous else M.FAILED if exc.permanent else M.PLANNED
         session.execute(

@@ -86,7 +86,7 @@ def test_tick_retries_with_backoff_after_the_database_was_unreachable(
         data_dir=tmp_path / "data",
         database_url=pg_url,
         templates_dir=REPO / "templates",
-        secret_key="test-secret-key-that-is-long-enough-000000",  # type: ignore[arg-type]
+        secret_key="test-secret-key-that-is-long-enough-000000",
     )
     rt = build_runtime(settings)
     version = load_program(rt)
