@@ -348,6 +348,9 @@ def _send_claimed(
             if exc.opted_out:
                 revoked.add(key)
             continue
+        except Exception:  # this row's outcome is unknown; the rest never reached a provider
+            _release(rt, [m.outbox_id for m, _ in claimed[index + 1 :]])
+            raise
         sent.append((message.outbox_id, receipt.provider_id[:100]))
 
 
@@ -364,6 +367,8 @@ def _revoked(rt: Runtime, claimed: list[tuple[OutgoingMessage, bool]]) -> set[tu
 
 def _release(rt: Runtime, ids: list[int]) -> None:
     """Claimed rows no provider was called for go back to ``planned`` for the retry."""
+    if not ids:
+        return
     table = _OUTBOX
     with rt.session() as session:
         session.execute(
