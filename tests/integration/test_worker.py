@@ -37,11 +37,14 @@ def _noon_zone() -> str:
 def broker_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "embedded":
         return f"sqla+sqlite:///{tmp_path / 'broker.db'}"
+    client = redis.Redis.from_url(REDIS_URL)
     try:
-        redis.Redis.from_url(REDIS_URL).ping()
+        client.ping()
+        client.flushdb()
     except redis.RedisError as exc:
         require_service("Redis", exc)
-    redis.Redis.from_url(REDIS_URL).flushdb()
+    finally:
+        client.close()  # an unclosed socket fails the session under filterwarnings=error
     return REDIS_URL
 
 
