@@ -15,8 +15,20 @@ from datetime import date, datetime, timedelta
 from enum import StrEnum
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, select, update
+from sqlalchemy import (
+    Date,
+    DateTime,
+    Integer,
+    String,
+    Table,
+    Text,
+    bindparam,
+    func,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -116,33 +128,61 @@ def plan_many(session: Session, messages: Sequence[NewMessage], *, now: datetime
     """
     if not messages:
         return []
-    table = _OUTBOX
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = (
-        insert(table)
-        .on_conflict_do_nothing(index_elements=["enrollment_id", "step_id", "occurrence"])
-        .returning(table.c.id)
-    )
     rows: list[dict[str, Any]] = [
         {
             "patient_id": m.patient_id,
             "enrollment_id": m.enrollment_id,
             "step_id": m.step_id,
             "occurrence": m.occurrence,
-            "purpose": MessagePurpose.PROGRAM,
-            "channel": m.message.channel,
+            "purpose": MessagePurpose.PROGRAM.value,
+            "channel": m.message.channel.value,
             "subject": m.message.subject,
             "body_text": m.message.body_text,
             "body_html": m.message.body_html,
-            "status": M.PLANNED,
+            "status": M.PLANNED.value,
             "planned_at": now,
             "local_date": m.local_date,
             "attempts": 0,
         }
         for m in messages
     ]
+    if session.get_bind().dialect.name == "postgresql":
+        return _insert_unnest(session, rows)
+    statement = (
+        sqlite.insert(_OUTBOX)
+        .on_conflict_do_nothing(index_elements=_STEP_KEY)
+        .returning(_OUTBOX.c.id)
+    )
     return sorted(session.execute(statement, rows).scalars())
+
+
+_STEP_KEY = ["enrollment_id", "step_id", "occurrence"]
+#: Array types for ``_insert_unnest``: enums go in as their string values.
+_ARRAY_TYPES: dict[str, Any] = {
+    "patient_id": Integer(), "enrollment_id": Integer(), "step_id": Integer(),
+    "occurrence": Integer(), "purpose": String(), "channel": String(), "subject": String(),
+    "body_text": Text(), "body_html": Text(), "status": String(),
+    "planned_at": DateTime(timezone=True), "local_date": Date(), "attempts": Integer(),
+}  # fmt: skip
+
+
+def _insert_unnest(session: Session, rows: list[dict[str, Any]]) -> list[int]:
+    """PostgreSQL: ``INSERT .. SELECT unnest(array), ..``: one parameter per column instead
+    of one per value, so psycopg does not parse a statement of thousands of placeholders."""
+    columns = list(_ARRAY_TYPES)
+    source = select(
+        *(
+            func.unnest(bindparam(f"a_{c}", [r[c] for r in rows], type_=ARRAY(_ARRAY_TYPES[c])))
+            for c in columns
+        )
+    )
+    statement = (
+        postgresql.insert(_OUTBOX)
+        .from_select(columns, source)
+        .on_conflict_do_nothing(index_elements=_STEP_KEY)
+        .returning(_OUTBOX.c.id)
+    )
+    return sorted(session.execute(statement).scalars())
 
 
 def _address(patient: Patient, channel: Channel) -> str | None:
