@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -40,15 +41,27 @@ def base_context(rt: Runtime, patient: Patient, channel: Channel) -> dict[str, A
     }
 
 
+#: Main-track days per loaded version: published versions never change, and scanning every
+#: step for every message was a measurable share of the tick.
+_MAIN_DAYS: WeakKeyDictionary[ProgramVersion, list[int | None]] = WeakKeyDictionary()
+
+
+def _main_days(version: ProgramVersion) -> list[int | None]:
+    days = _MAIN_DAYS.get(version)
+    if days is None:
+        days = _MAIN_DAYS[version] = [s.day for s in version.steps if s.track == Track.MAIN]
+    return days
+
+
 def program_day(version: ProgramVersion, enrollment: Enrollment) -> int:
     """Flare and resume messages carry the day of the main step the patient is held on."""
-    main = [s for s in version.steps if s.track == Track.MAIN]
+    main = _main_days(version)
     index = min(max(enrollment.main_position - 1, 0), len(main) - 1)
-    return main[index].day or 1 if main else 1
+    return main[index] or 1 if main else 1
 
 
 def program_context(version: ProgramVersion, day: int) -> dict[str, Any]:
-    total = max((s.day or 0 for s in version.steps if s.track == Track.MAIN), default=day)
+    total = max((d or 0 for d in _main_days(version)), default=day)
     return {
         "name": version.program.name,
         "day": day,
@@ -63,13 +76,17 @@ def compose_step(
     enrollment: Enrollment,
     send: PlannedSend,
     channel: Channel,
+    scores: list[float] | None = None,
 ) -> tuple[ProgramStep, RenderedMessage]:
+    """``scores``: the patient's recent scores when the caller fetched them for a batch."""
     version = enrollment.version
     step = step_for(version, send.track, send.index)
     day = step.day if step.track == Track.MAIN and step.day else program_day(version, enrollment)
     context = base_context(rt, enrollment.patient, channel)
     context["program"] = program_context(version, day)
-    context["trend"] = trend_of(recent_scores(session, enrollment.patient_id)).as_context()
+    if scores is None:
+        scores = recent_scores(session, enrollment.patient_id)
+    context["trend"] = trend_of(scores).as_context()
     message = rt.templates.render_step(version.id, version.files, step.key, channel, context)
     return step, message
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import fields
 from datetime import datetime
+from typing import Any, cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm.exc import StaleDataError
 
 from campaigns import pacing
 from campaigns.enums import AlertPriority, AlertStatus, EnrollmentState, Track
@@ -163,3 +166,75 @@ def apply_outcome(
     store_state(enrollment, outcome.state)
     record(session, enrollment, outcome.events, actor=actor, now=now)
     raise_alerts(session, enrollment, outcome.alerts, now=now)
+
+
+def apply_outcomes(
+    session: Session,
+    outcomes: Sequence[tuple[Enrollment, pacing.Outcome]],
+    *,
+    actor: str,
+    now: datetime,
+) -> None:
+    """``apply_outcome`` for a claimed batch, with one UPDATE executemany for all the rows.
+
+    The ORM issues one UPDATE per row on a versioned table; this keeps its check (the row
+    version must be the one read, else ``StaleDataError`` rolls the batch back) and leaves
+    the objects holding their new values, as ``apply_outcome`` does.
+    """
+    if not outcomes:
+        return
+    params: list[dict[str, Any]] = []
+    events: list[dict[str, Any]] = []
+    for enrollment, outcome in outcomes:
+        values: dict[str, Any] = {name: getattr(outcome.state, name) for name in _STATE_FIELDS}
+        values["state"] = outcome.state.state
+        final = outcome.state.state.is_final and not enrollment.state.is_final
+        values["ended_at"] = now if final else enrollment.ended_at
+        values["row_version"] = enrollment.row_version + 1
+        params.append(
+            {"b_id": enrollment.id, "b_seen": enrollment.row_version}
+            | {f"b_{k}": v for k, v in values.items()}
+        )
+        for key, value in values.items():
+            set_committed_value(enrollment, key, value)
+        events += _event_rows(enrollment, outcome.events, actor=actor, now=now)
+        raise_alerts(session, enrollment, outcome.alerts, now=now)
+    _write_states(session, params)
+    if events:  # no ids needed back: a plain executemany, not a multi-row INSERT ... RETURNING
+        session.connection().execute(insert(cast(Table, Event.__table__)), events)
+
+
+def _event_rows(
+    enrollment: Enrollment, events: Iterable[pacing.PacingEvent], *, actor: str, now: datetime
+) -> list[dict[str, Any]]:
+    """The rows ``record`` would add, as plain values."""
+    return [
+        {
+            "at": now,
+            "patient_id": enrollment.patient_id,
+            "enrollment_id": enrollment.id,
+            "actor": actor,
+            "kind": ev.kind,
+            "from_state": ev.from_state.value if ev.from_state else None,
+            "to_state": ev.to_state.value if ev.to_state else None,
+            "reason": ev.reason[:500],
+            "data": dict(ev.data),
+        }
+        for ev in events
+    ]
+
+
+def _write_states(session: Session, params: list[dict[str, Any]]) -> None:
+    table = cast(Table, Enrollment.__table__)
+    columns = [*_STATE_FIELDS, "state", "ended_at", "row_version"]
+    statement = (
+        update(table)
+        .where(table.c.id == bindparam("b_id"), table.c.row_version == bindparam("b_seen"))
+        .values({name: bindparam(f"b_{name}") for name in columns})
+    )
+    result = session.connection().execute(statement, params)
+    dialect = session.get_bind().dialect
+    if dialect.supports_sane_multi_rowcount and result.rowcount != len(params):
+        raise StaleDataError(
+            f"enrollments changed under the tick: {result.rowcount} of {len(params)} updated"
+        )

@@ -7,11 +7,28 @@ called, so a redelivered task cannot send twice; a crash after the call leaves i
 
 from __future__ import annotations
 
+import random
+import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from enum import StrEnum
+from typing import Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import (
+    Date,
+    DateTime,
+    Integer,
+    String,
+    Table,
+    Text,
+    bindparam,
+    func,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -19,19 +36,29 @@ from campaigns.channels.base import DeliveryError, OutgoingMessage
 from campaigns.enrollments import apply_outcome, clock_of, pacing_state
 from campaigns.enums import Channel, EnrollmentState, MessagePurpose, MessageStatus
 from campaigns.logs import get_logger
-from campaigns.models import Enrollment, OutboxMessage, Patient, ProgramStep, ProgramVersion
+from campaigns.models import Enrollment, OutboxMessage, Patient
 from campaigns.pacing import opt_out
 from campaigns.patients import has_consent, record_consent
+from campaigns.prefetch import among, latest_consents, segment_limits
 from campaigns.rendering import RenderedMessage
 from campaigns.runtime import Runtime
 from campaigns.sendwindow import PatientClock
 
 M = MessageStatus
+_OUTBOX = cast(Table, OutboxMessage.__table__)  # Core statements for the batch path
 log = get_logger(__name__)
 #: A planned row not sent this long after it was due is handed to a send task again.
 REDISPATCH_AFTER = timedelta(minutes=2)
-#: A transient provider failure is retried by the redispatch sweep after this long.
+#: A transient provider failure is retried by the redispatch sweep after this long ...
 RETRY_BACKOFF = timedelta(minutes=3)
+#: ... plus a random share of this, so the rows an outage deferred together do not all
+#: come back in the same tick (a provider's own Retry-After is kept as given).
+RETRY_JITTER = timedelta(minutes=1)
+#: Ids per send task: big enough to amortise the batch's statements, small enough that a
+#: killed worker leaves few rows ``unknown``.
+SEND_BATCH_SIZE = 100
+#: Sending a batch re-reads consent for its remaining rows after this many seconds.
+RECHECK_CONSENT_AFTER = 1.0
 #: Answers to a patient (HELP, crisis, confirmations) must fit this many SMS segments.
 SYSTEM_SMS_SEGMENTS = 2
 
@@ -81,82 +108,230 @@ def plan(
     return row
 
 
-def _claim(session: Session, outbox_id: int, now: datetime) -> bool:
-    result = session.execute(
-        update(OutboxMessage)
-        .where(OutboxMessage.id == outbox_id, OutboxMessage.status == M.PLANNED)
-        .values(status=M.SENDING, sending_at=now, attempts=OutboxMessage.attempts + 1)
+@dataclass(frozen=True)
+class NewMessage:
+    """One program message the tick wants in the outbox."""
+
+    patient_id: int
+    message: RenderedMessage
+    enrollment_id: int
+    step_id: int
+    occurrence: int
+    local_date: date | None
+
+
+def plan_many(session: Session, messages: Sequence[NewMessage], *, now: datetime) -> list[int]:
+    """Insert a batch of planned rows in one statement; ids of the rows actually inserted.
+
+    ``ON CONFLICT DO NOTHING`` on the (enrollment, step, occurrence) key is what ``plan``'s
+    savepoint did per row: a step already in the outbox is never planned twice.
+    """
+    if not messages:
+        return []
+    rows: list[dict[str, Any]] = [
+        {
+            "patient_id": m.patient_id,
+            "enrollment_id": m.enrollment_id,
+            "step_id": m.step_id,
+            "occurrence": m.occurrence,
+            "purpose": MessagePurpose.PROGRAM.value,
+            "channel": m.message.channel.value,
+            "subject": m.message.subject,
+            "body_text": m.message.body_text,
+            "body_html": m.message.body_html,
+            "status": M.PLANNED.value,
+            "planned_at": now,
+            "local_date": m.local_date,
+            "attempts": 0,
+        }
+        for m in messages
+    ]
+    if session.get_bind().dialect.name == "postgresql":
+        return _insert_unnest(session, rows)
+    statement = (
+        sqlite.insert(_OUTBOX)
+        .on_conflict_do_nothing(index_elements=_STEP_KEY)
+        .returning(_OUTBOX.c.id)
     )
-    return getattr(result, "rowcount", 0) == 1
+    return sorted(session.execute(statement, rows).scalars())
+
+
+_STEP_KEY = ["enrollment_id", "step_id", "occurrence"]
+#: Array types for ``_insert_unnest``: enums go in as their string values.
+_ARRAY_TYPES: dict[str, Any] = {
+    "patient_id": Integer(), "enrollment_id": Integer(), "step_id": Integer(),
+    "occurrence": Integer(), "purpose": String(), "channel": String(), "subject": String(),
+    "body_text": Text(), "body_html": Text(), "status": String(),
+    "planned_at": DateTime(timezone=True), "local_date": Date(), "attempts": Integer(),
+}  # fmt: skip
+
+
+def _insert_unnest(session: Session, rows: list[dict[str, Any]]) -> list[int]:
+    """PostgreSQL: ``INSERT .. SELECT unnest(array), ..``: one parameter per column instead
+    of one per value, so psycopg does not parse a statement of thousands of placeholders."""
+    columns = list(_ARRAY_TYPES)
+    source = select(
+        *(
+            func.unnest(bindparam(f"a_{c}", [r[c] for r in rows], type_=ARRAY(_ARRAY_TYPES[c])))
+            for c in columns
+        )
+    )
+    statement = (
+        postgresql.insert(_OUTBOX)
+        .from_select(columns, source)
+        .on_conflict_do_nothing(index_elements=_STEP_KEY)
+        .returning(_OUTBOX.c.id)
+    )
+    return sorted(session.execute(statement).scalars())
 
 
 def _address(patient: Patient, channel: Channel) -> str | None:
     return patient.phone_e164 if channel == Channel.SMS else patient.email
 
 
-def _withhold_reason(session: Session, row: OutboxMessage, patient: Patient) -> str | None:
-    """Consent and opt-out are checked again at send time: STOP wins over anything planned.
+@dataclass
+class _Checks:
+    """What the send-time checks need for a batch, read with one query each."""
 
-    Answers to a patient's own message (confirmations, HELP, crisis resources) need no
-    program consent: carriers require the STOP/HELP answers, and crisis text is never held.
-    """
-    if row.purpose != MessagePurpose.PROGRAM:
-        return None if _address(patient, row.channel) else "no address"
-    if not has_consent(session, patient.id, row.channel):
-        return f"withheld: no {row.channel.value} consent"
-    if row.enrollment_id is not None:
-        state = session.scalar(select(Enrollment.state).where(Enrollment.id == row.enrollment_id))
+    consents: dict[tuple[int, Channel], bool]
+    states: dict[int, EnrollmentState]
+
+    @classmethod
+    def load(cls, session: Session, rows: Sequence[OutboxMessage]) -> _Checks:
+        program = [r for r in rows if r.purpose == MessagePurpose.PROGRAM]
+        enrollment_ids = {r.enrollment_id for r in program if r.enrollment_id is not None}
+        states = session.execute(
+            select(Enrollment.id, Enrollment.state).where(
+                among(session, Enrollment.id, enrollment_ids)
+            )
+        )
+        return cls(
+            latest_consents(session, {r.patient_id for r in program}),
+            {eid: state for eid, state in states} if enrollment_ids else {},
+        )
+
+    def withhold_reason(self, row: OutboxMessage, patient: Patient) -> str | None:
+        """Consent and opt-out are checked again at send time: STOP wins over anything planned.
+
+        Answers to a patient's own message (confirmations, HELP, crisis resources) need no
+        program consent: carriers require the STOP/HELP answers, and crisis text is never held.
+        """
+        if row.purpose != MessagePurpose.PROGRAM:
+            return None if _address(patient, row.channel) else "no address"
+        if not self.consents.get((patient.id, row.channel), False):
+            return f"withheld: no {row.channel.value} consent"
+        state = self.states.get(row.enrollment_id) if row.enrollment_id is not None else None
         if state in (EnrollmentState.OPTED_OUT, EnrollmentState.WITHDRAWN):
             return f"withheld: enrollment {state.value}"
-    if not _address(patient, row.channel):
-        return f"withheld: no {row.channel.value} address"
-    return None
+        if not _address(patient, row.channel):
+            return f"withheld: no {row.channel.value} address"
+        return None
 
 
 def deliver(rt: Runtime, outbox_id: int, *, now: datetime) -> DeliveryResult:
     """Send one outbox row at most once; program messages wait for the patient's window."""
-    result = _deliver(rt, outbox_id, now=now)
-    log.info("deliver", outbox_id=outbox_id, result=result.value)
-    return result
+    return deliver_batch(rt, [outbox_id], now=now)[outbox_id]
 
 
-def _deliver(rt: Runtime, outbox_id: int, *, now: datetime) -> DeliveryResult:
+def deliver_batch(
+    rt: Runtime, outbox_ids: Sequence[int], *, now: datetime
+) -> dict[int, DeliveryResult]:
+    """Send many rows, each at most once, with a few statements per batch instead of per row.
+
+    With a rate limiter rows are claimed about a second's worth of tokens at a time, so a
+    worker killed while waiting for tokens leaves few rows ``sending`` (later ``unknown``).
+    """
+    ids = list(dict.fromkeys(outbox_ids))
+    chunk = len(ids) or 1
     if rt.limiter is not None:
-        with rt.session() as session:
-            channel = session.scalar(
-                select(OutboxMessage.channel).where(
-                    OutboxMessage.id == outbox_id, OutboxMessage.status == M.PLANNED
-                )
-            )
-        if channel is None:
-            return DeliveryResult.NOT_CLAIMED
-        rt.limiter.wait(channel)  # outside any transaction: never hold a lock while waiting
+        chunk = max(1, int(min(rt.limiter.rates.values())))
+    results: dict[int, DeliveryResult] = {}
+    for start in range(0, len(ids), chunk):
+        results.update(_deliver_chunk(rt, ids[start : start + chunk], now=now))
+    return results
+
+
+def _deliver_chunk(rt: Runtime, ids: list[int], *, now: datetime) -> dict[int, DeliveryResult]:
+    results = dict.fromkeys(ids, DeliveryResult.NOT_CLAIMED)
     with rt.session() as session:
-        row = session.get(OutboxMessage, outbox_id)
-        if row is None or row.status != M.PLANNED:
-            return DeliveryResult.NOT_CLAIMED
-        patient = session.get_one(Patient, row.patient_id)
+        claimed = _claim_batch(rt, session, ids, results, now=now)
+    sent: list[tuple[int, str]] = []
+    try:
+        _send_claimed(rt, claimed, results, sent, now=now)
+    finally:
+        _mark_sent(rt, sent, now=now)
+        results.update(dict.fromkeys((i for i, _ in sent), DeliveryResult.SENT))
+        for outbox_id in ids:
+            log.info("deliver", outbox_id=outbox_id, result=results[outbox_id].value)
+    return results
+
+
+def _claim_batch(
+    rt: Runtime,
+    session: Session,
+    ids: list[int],
+    results: dict[int, DeliveryResult],
+    *,
+    now: datetime,
+) -> list[tuple[OutgoingMessage, bool]]:
+    """Window, consent and opt-out checks from prefetched data, then one conditional UPDATE
+    claims every row that passed; committed before any provider is called."""
+    rows = session.scalars(
+        select(OutboxMessage)
+        .where(among(session, OutboxMessage.id, ids), OutboxMessage.status == M.PLANNED)
+        .order_by(OutboxMessage.id)
+    ).all()
+    patient_ids = {r.patient_id for r in rows}
+    patients = {
+        p.id: p
+        for p in session.scalars(select(Patient).where(among(session, Patient.id, patient_ids)))
+    }
+    checks = _Checks.load(session, rows)
+    ready: list[OutboxMessage] = []
+    for row in rows:
+        patient = patients[row.patient_id]
         clock = clock_of(patient, rt.window)
         if row.purpose == MessagePurpose.PROGRAM and not clock.in_window(now):
             _defer_to_next_window(session, row, clock, now=now)
-            return DeliveryResult.DEFERRED
-        reason = _withhold_reason(session, row, patient)
-        if reason is not None:
+            results[row.id] = DeliveryResult.DEFERRED
+        elif (reason := checks.withhold_reason(row, patient)) is not None:
             row.status, row.error = M.FAILED, reason
-            return DeliveryResult.WITHHELD
-        if not _claim(session, outbox_id, now):
-            return DeliveryResult.NOT_CLAIMED
-        outgoing = OutgoingMessage(
-            outbox_id=row.id,
-            patient_id=patient.id,
-            channel=row.channel,
-            to=_address(patient, row.channel) or "",
-            body_text=row.body_text,
-            subject=row.subject,
-            body_html=row.body_html,
-            max_segments=_segment_limit(session, row),
+            results[row.id] = DeliveryResult.WITHHELD
+        else:
+            ready.append(row)
+    claimed = _claim(session, [r.id for r in ready], now)
+    limits = segment_limits(session, {r.step_id for r in ready if r.step_id is not None})
+    return [
+        (
+            OutgoingMessage(
+                outbox_id=row.id,
+                patient_id=row.patient_id,
+                channel=row.channel,
+                to=_address(patients[row.patient_id], row.channel) or "",
+                body_text=row.body_text,
+                subject=row.subject,
+                body_html=row.body_html,
+                max_segments=limits.get(row.step_id or 0) or SYSTEM_SMS_SEGMENTS,
+            ),
+            row.purpose == MessagePurpose.PROGRAM,
         )
-    return _call_provider(rt, outgoing, now=now)
+        for row in ready
+        if row.id in claimed
+    ]
+
+
+def _claim(session: Session, ids: list[int], now: datetime) -> set[int]:
+    """``planned -> sending`` in one statement; only the rows it changed are ours to send."""
+    if not ids:
+        return set()
+    table = _OUTBOX
+    claimed = session.execute(
+        update(table)
+        .where(among(session, table.c.id, ids), table.c.status == M.PLANNED)
+        .values(status=M.SENDING, sending_at=now, attempts=table.c.attempts + 1)
+        .returning(table.c.id)
+    ).scalars()
+    return set(claimed)
 
 
 def _defer_to_next_window(
@@ -176,30 +351,102 @@ def _defer_to_next_window(
         enrollment.next_due_at = after
 
 
-def _segment_limit(session: Session, row: OutboxMessage) -> int:
-    if row.step_id is None:
-        return SYSTEM_SMS_SEGMENTS
-    limit = session.scalar(
-        select(ProgramVersion.sms_max_segments)
-        .join(ProgramStep, ProgramStep.version_id == ProgramVersion.id)
-        .where(ProgramStep.id == row.step_id)
-    )
-    return limit or SYSTEM_SMS_SEGMENTS
+def _send_claimed(
+    rt: Runtime,
+    claimed: list[tuple[OutgoingMessage, bool]],
+    results: dict[int, DeliveryResult],
+    sent: list[tuple[int, str]],
+    *,
+    now: datetime,
+) -> None:
+    """Provider calls, outside any transaction; ``sent`` collects receipts for one UPDATE.
+
+    A STOP that arrives while a batch is being sent is honoured for the rest of it: consent
+    is read again once sending has taken ``RECHECK_CONSENT_AFTER``, and a provider opt-out
+    (21610) holds that patient's later messages in the batch.
+    """
+    checked = time.monotonic()
+    revoked: set[tuple[int, Channel]] = set()
+    for index, (message, program) in enumerate(claimed):
+        key = (message.patient_id, message.channel)
+        if program and time.monotonic() - checked > RECHECK_CONSENT_AFTER:
+            revoked |= _revoked(rt, claimed[index:])
+            checked = time.monotonic()
+        if program and key in revoked:
+            results[message.outbox_id] = _withhold_claimed(rt, message)
+            continue
+        if rt.limiter is not None:
+            try:
+                rt.limiter.wait(message.channel)  # outside any transaction: no lock held
+            except Exception:  # the limiter's Redis is down: these were never sent
+                _release(rt, [m.outbox_id for m, _ in claimed[index:]])
+                raise
+        try:
+            receipt = rt.transports[message.channel].send(message)
+        except DeliveryError as exc:
+            results[message.outbox_id] = _record_failure(rt, message, exc, now=now)
+            if exc.opted_out:
+                revoked.add(key)
+            continue
+        except Exception:  # this row's outcome is unknown; the rest never reached a provider
+            _release(rt, [m.outbox_id for m, _ in claimed[index + 1 :]])
+            raise
+        sent.append((message.outbox_id, receipt.provider_id[:100]))
 
 
-def _call_provider(rt: Runtime, outgoing: OutgoingMessage, *, now: datetime) -> DeliveryResult:
-    transport = rt.transports[outgoing.channel]
-    try:
-        receipt = transport.send(outgoing)
-    except DeliveryError as exc:
-        return _record_failure(rt, outgoing, exc, now=now)
+def _revoked(rt: Runtime, claimed: list[tuple[OutgoingMessage, bool]]) -> set[tuple[int, Channel]]:
+    program = [m for m, is_program in claimed if is_program]
+    with rt.session() as session:
+        consents = latest_consents(session, {m.patient_id for m in program})
+    return {
+        (m.patient_id, m.channel)
+        for m in program
+        if not consents.get((m.patient_id, m.channel), False)
+    }
+
+
+def _release(rt: Runtime, ids: list[int]) -> None:
+    """Claimed rows no provider was called for go back to ``planned`` for the retry."""
+    if not ids:
+        return
+    table = _OUTBOX
+    with rt.session() as session:
+        session.execute(
+            update(table)
+            .where(among(session, table.c.id, ids), table.c.status == M.SENDING)
+            .values(status=M.PLANNED, sending_at=None, attempts=table.c.attempts - 1)
+        )
+
+
+def _withhold_claimed(rt: Runtime, message: OutgoingMessage) -> DeliveryResult:
     with rt.session() as session:
         session.execute(
             update(OutboxMessage)
-            .where(OutboxMessage.id == outgoing.outbox_id, OutboxMessage.status == M.SENDING)
-            .values(status=M.SENT, sent_at=now, provider_id=receipt.provider_id[:100], error=None)
+            .where(OutboxMessage.id == message.outbox_id, OutboxMessage.status == M.SENDING)
+            .values(status=M.FAILED, error=f"withheld: no {message.channel.value} consent")
         )
-    return DeliveryResult.SENT
+    return DeliveryResult.WITHHELD
+
+
+def _mark_sent(rt: Runtime, sent: list[tuple[int, str]], *, now: datetime) -> None:
+    """Every receipt of a batch in one executemany; only rows still ``sending`` move."""
+    if not sent:
+        return
+    table = _OUTBOX
+    statement = (
+        update(table)
+        .where(table.c.id == bindparam("oid"), table.c.status == M.SENDING)
+        .values(status=M.SENT, sent_at=now, provider_id=bindparam("pid"), error=None)
+    )
+    with rt.session() as session:
+        session.execute(statement, [{"oid": oid, "pid": pid} for oid, pid in sent])
+
+
+def retry_delay(retry_after: float | None, *, spread: float) -> timedelta:
+    """How long a transient failure waits; ``spread`` in [0, 1) places it in the jitter."""
+    if retry_after:
+        return timedelta(seconds=retry_after)
+    return RETRY_BACKOFF + RETRY_JITTER * min(max(spread, 0.0), 1.0)
 
 
 def _record_failure(
@@ -207,7 +454,7 @@ def _record_failure(
 ) -> DeliveryResult:
     """Permanent: failed with the reason. Transient: planned again after a back-off.
     Ambiguous: ``unknown``, never retried blindly."""
-    backoff = timedelta(seconds=exc.retry_after) if exc.retry_after else RETRY_BACKOFF
+    backoff = retry_delay(exc.retry_after, spread=random.random())
     with rt.session() as session:
         status = M.UNKNOWN if exc.ambiguous else M.FAILED if exc.permanent else M.PLANNED
         session.execute(

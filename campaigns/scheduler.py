@@ -7,21 +7,21 @@ enrollment's row version and the outbox's unique key make a repeated tick a no-o
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, joinedload, selectinload
 
 from campaigns import pacing
 from campaigns.composer import compose_step
-from campaigns.enrollments import apply_outcome, clock_of, pacing_state, rules_of, shape_of
-from campaigns.enums import MessagePurpose
+from campaigns.enrollments import apply_outcomes, clock_of, pacing_state, rules_of, shape_of
+from campaigns.enums import Channel
 from campaigns.logs import get_logger
 from campaigns.models import Enrollment, ProgramVersion
-from campaigns.outbox import plan, redispatchable
-from campaigns.patients import has_consent
+from campaigns.outbox import NewMessage, plan_many, redispatchable
+from campaigns.prefetch import latest_consents, recent_scores
 from campaigns.runtime import Runtime
 
 ACTOR = "scheduler"
@@ -52,8 +52,8 @@ def claim_due(session: Session, *, now: datetime, limit: int) -> Sequence[Enroll
         .where(Enrollment.next_due_at.is_not(None), Enrollment.next_due_at <= now)
         .order_by(Enrollment.next_due_at, Enrollment.id)
         .limit(limit)
-        .options(
-            selectinload(Enrollment.patient),
+        .options(  # patients by JOIN; versions (large JSON) once each by SELECT IN
+            joinedload(Enrollment.patient),
             selectinload(Enrollment.version).selectinload(ProgramVersion.steps),
             selectinload(Enrollment.version).selectinload(ProgramVersion.program),
         )
@@ -65,38 +65,77 @@ def claim_due(session: Session, *, now: datetime, limit: int) -> Sequence[Enroll
 
 def process(rt: Runtime, session: Session, enrollment: Enrollment, *, now: datetime) -> int | None:
     """Advance one enrollment; returns the id of the outbox row it planned, if any."""
+    planned = process_batch(rt, session, [enrollment], now=now)
+    return planned[0] if planned else None
+
+
+def process_batch(
+    rt: Runtime, session: Session, enrollments: Sequence[Enrollment], *, now: datetime
+) -> list[int]:
+    """Advance a claimed batch; ids of the outbox rows planned.
+
+    Consents and recent scores are read once for the whole batch, the enrollments are
+    written with one executemany and the outbox rows inserted with one statement: looking
+    up and writing per enrollment made the tick ~8 round trips per message.
+    """
+    patient_ids = {e.patient_id for e in enrollments}
+    consents = latest_consents(session, patient_ids)
+    facts: dict[int, tuple[pacing.PacingRules, pacing.ProgramShape]] = {}
+    outcomes = [(e, _decide(rt, e, consents, facts, now=now)) for e in enrollments]
+    apply_outcomes(session, outcomes, actor=ACTOR, now=now)
+    sending = [(e, o.send) for e, o in outcomes if o.send is not None]
+    scores = recent_scores(session, {e.patient_id for e, _ in sending})
+    messages = [_compose(rt, session, e, send, scores, now=now) for e, send in sending]
+    return plan_many(session, messages, now=now)
+
+
+def _decide(
+    rt: Runtime,
+    enrollment: Enrollment,
+    consents: Mapping[tuple[int, Channel], bool],
+    facts: dict[int, tuple[pacing.PacingRules, pacing.ProgramShape]],
+    *,
+    now: datetime,
+) -> pacing.Outcome:
+    """Pacing's decision for one enrollment; ``facts`` caches each version's rules and shape."""
     patient = enrollment.patient
     channel = patient.preferred_channel
-    if not has_consent(session, patient.id, channel):
-        outcome = pacing.opt_out(pacing_state(enrollment), f"no {channel.value} consent")
-        apply_outcome(session, enrollment, outcome, actor=ACTOR, now=now)
-        return None
+    if not consents.get((patient.id, channel), False):
+        return pacing.opt_out(pacing_state(enrollment), f"no {channel.value} consent")
     version = enrollment.version
+    if version.id not in facts:
+        facts[version.id] = (rules_of(version), shape_of(version))
+    rules, shape = facts[version.id]
     outcome = pacing.advance(
-        pacing_state(enrollment),
-        rules_of(version),
-        shape_of(version),
-        clock_of(patient, rt.window),
-        now=now,
+        pacing_state(enrollment), rules, shape, clock_of(patient, rt.window), now=now
     )
-    apply_outcome(session, enrollment, outcome, actor=ACTOR, now=now)
-    if enrollment.next_due_at is not None and enrollment.next_due_at <= now:
-        enrollment.next_due_at = now + STUCK_RETRY
-    if outcome.send is None:
-        return None
-    step, message = compose_step(rt, session, enrollment, outcome.send, channel)
-    row = plan(
-        session,
-        patient_id=patient.id,
+    due = outcome.state.next_due_at
+    if due is not None and due <= now:  # pacing did not move it forward: retry later
+        outcome = replace(outcome, state=replace(outcome.state, next_due_at=now + STUCK_RETRY))
+    return outcome
+
+
+def _compose(
+    rt: Runtime,
+    session: Session,
+    enrollment: Enrollment,
+    send: pacing.PlannedSend,
+    scores: Mapping[int, list[float]],
+    *,
+    now: datetime,
+) -> NewMessage:
+    channel = enrollment.patient.preferred_channel
+    step, message = compose_step(
+        rt, session, enrollment, send, channel, scores.get(enrollment.patient_id, [])
+    )
+    return NewMessage(
+        patient_id=enrollment.patient_id,
         message=message,
-        purpose=MessagePurpose.PROGRAM,
-        now=now,
         enrollment_id=enrollment.id,
         step_id=step.id,
-        occurrence=outcome.send.occurrence,
-        local_date=outcome.send.local_date,
+        occurrence=send.occurrence,
+        local_date=send.local_date,
     )
-    return row.id if row is not None else None
 
 
 def tick(
@@ -112,7 +151,7 @@ def tick(
     while True:
         with rt.session() as session:
             due = claim_due(session, now=now, limit=size)
-            planned = [pid for e in due if (pid := process(rt, session, e, now=now)) is not None]
+            planned = process_batch(rt, session, due, now=now)
         summary.claimed += len(due)
         summary.batches += 1 if due else 0
         summary.planned += planned

@@ -8,6 +8,7 @@ from config.beat import RETENTION_TASK, SWEEP_TASK, TICK_TASK, beat_schedule
 from config.settings import Settings, get_settings
 
 SEND_TASK = "campaigns.send"
+SEND_BATCH_TASK = "campaigns.send_batch"
 
 
 def _transport_options(broker_url: str) -> dict[str, int]:
@@ -39,6 +40,7 @@ def create_app(settings: Settings | None = None) -> Celery:
             SWEEP_TASK: {"queue": "ticks"},
             RETENTION_TASK: {"queue": "ticks"},
             SEND_TASK: {"queue": "sends"},
+            SEND_BATCH_TASK: {"queue": "sends"},
         },
         task_default_queue="default",
     )

@@ -67,11 +67,11 @@ def test_smoke_run_writes_every_workload(tmp_path: Path) -> None:
     assert report["meta"]["smoke"] is True
     seen = {(f["workload"], f["db"]) for f in report["figures"]}
     for db in ("sqlite", "postgresql"):
-        for workload in ("B1", "B2", "B3"):
+        for workload in ("B1", "B2", "B3", "B4"):
             assert (workload, db) in seen, f"{workload} on {db} missing"
     assert {f["size"] for f in report["figures"] if f["workload"] == "B5"} == {1, 3, 30, 150}
     for figure in report["figures"]:
         missing = [k for k in FIGURE_KEYS if k not in figure]
         assert not missing, f"{figure['workload']} lacks {missing}"
         assert figure["ours"] > 0, figure
-    assert set(report["not_implemented"]) == {"B4", "B6", "B7"}
+    assert "B4" not in report["not_implemented"]

@@ -6,16 +6,20 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from campaigns import outbox
 from campaigns.channels.base import DeliveryError, OutgoingMessage, ProviderReceipt
-from campaigns.enums import Channel, MessageStatus
+from campaigns.enums import Channel, MessagePurpose, MessageStatus
 from campaigns.models import Consent, OutboxMessage
 from campaigns.outbox import (
     DeliveryResult,
     deliver,
+    deliver_batch,
+    plan,
     record_provider_status,
     redispatchable,
     sweep_stale_sending,
 )
+from campaigns.rendering import RenderedMessage
 from campaigns.runtime import Runtime
 from campaigns.scheduler import tick
 from tests.factories import load_program, make_enrollment
@@ -125,3 +129,136 @@ def test_withdrawn_consent_between_plan_and_send_withholds(rt: Runtime) -> None:
     assert deliver(rt, outbox_id, now=DUE) == DeliveryResult.WITHHELD
     row = _row(rt, outbox_id)
     assert row.status == MessageStatus.FAILED and row.error == "withheld: no sms consent"
+
+
+class RecordingTransport:
+    """Accepts everything and remembers which rows it was handed."""
+
+    channel = Channel.SMS
+
+    def __init__(self) -> None:
+        self.sent: list[int] = []
+
+    def send(self, message: OutgoingMessage) -> ProviderReceipt:
+        self.sent.append(message.outbox_id)
+        return ProviderReceipt(provider_id=f"ok-{message.outbox_id}")
+
+
+def _second_program_row(rt: Runtime, outbox_id: int) -> int:
+    """Another planned program message for the same patient and enrollment."""
+    with rt.session() as session:
+        first = session.get_one(OutboxMessage, outbox_id)
+        row = plan(
+            session,
+            patient_id=first.patient_id,
+            message=RenderedMessage(Channel.SMS, "second message"),
+            purpose=MessagePurpose.PROGRAM,
+            now=DUE,
+            enrollment_id=first.enrollment_id,
+            step_id=first.step_id,
+            occurrence=first.occurrence + 1,
+        )
+        assert row is not None
+        return row.id
+
+
+def test_a_batch_is_claimed_once_and_each_row_sent_once(rt: Runtime) -> None:
+    version = load_program(rt)
+    for _ in range(5):
+        make_enrollment(rt, version, now=MONDAY)
+    ids = tick(rt, now=DUE).planned
+    transport = RecordingTransport()
+    rt.transports[Channel.SMS] = transport
+    first = deliver_batch(rt, [*ids, ids[0]], now=DUE)
+    again = deliver_batch(rt, ids, now=DUE)
+    assert first == dict.fromkeys(ids, DeliveryResult.SENT)
+    assert again == dict.fromkeys(ids, DeliveryResult.NOT_CLAIMED)
+    assert sorted(transport.sent) == sorted(ids)
+    for outbox_id in ids:
+        row = _row(rt, outbox_id)
+        assert (row.status, row.attempts, row.provider_id) == (
+            MessageStatus.SENT,
+            1,
+            f"ok-{outbox_id}",
+        )
+
+
+def test_provider_opt_out_mid_batch_holds_the_patients_later_messages(rt: Runtime) -> None:
+    version = load_program(rt)
+    make_enrollment(rt, version, now=MONDAY)
+    [first] = tick(rt, now=DUE).planned
+    second = _second_program_row(rt, first)
+    calls: list[int] = []
+
+    class OptedOut:
+        channel = Channel.SMS
+
+        def send(self, message: OutgoingMessage) -> ProviderReceipt:
+            calls.append(message.outbox_id)
+            raise DeliveryError("twilio 21610: unsubscribed", permanent=True, opted_out=True)
+
+    rt.transports[Channel.SMS] = OptedOut()
+    results = deliver_batch(rt, [first, second], now=DUE)
+    assert results == {first: DeliveryResult.FAILED, second: DeliveryResult.WITHHELD}
+    assert calls == [first], "the provider was not asked again for the same patient"
+    assert _row(rt, second).error == "withheld: no sms consent"
+
+
+def test_stop_arriving_while_a_batch_is_sent_holds_the_rest(
+    rt: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    version = load_program(rt)
+    patient_id, _ = make_enrollment(rt, version, now=MONDAY)
+    [first] = tick(rt, now=DUE).planned
+    second = _second_program_row(rt, first)
+    monkeypatch.setattr(outbox, "RECHECK_CONSENT_AFTER", -1.0)  # re-read before every send
+    sent: list[int] = []
+
+    class StopAfterFirst:
+        channel = Channel.SMS
+
+        def send(self, message: OutgoingMessage) -> ProviderReceipt:
+            sent.append(message.outbox_id)
+            with rt.session() as session:  # the patient texts STOP meanwhile
+                session.add(
+                    Consent(
+                        patient_id=patient_id,
+                        channel=Channel.SMS,
+                        granted=False,
+                        method="sms STOP",
+                        recorded_by="patient",
+                        at=DUE,
+                    )
+                )
+            return ProviderReceipt(provider_id=f"ok-{message.outbox_id}")
+
+    rt.transports[Channel.SMS] = StopAfterFirst()
+    results = deliver_batch(rt, [first, second], now=DUE)
+    assert results == {first: DeliveryResult.SENT, second: DeliveryResult.WITHHELD}
+    assert sent == [first]
+    assert _row(rt, second).status == MessageStatus.FAILED
+
+
+def test_a_transport_bug_mid_batch_leaves_only_that_row_unknown(rt: Runtime) -> None:
+    version = load_program(rt)
+    for _ in range(3):
+        make_enrollment(rt, version, now=MONDAY)
+    ids = sorted(tick(rt, now=DUE).planned)
+
+    class BrokenOnSecond(RecordingTransport):
+        def send(self, message: OutgoingMessage) -> ProviderReceipt:
+            if len(self.sent) == 1:
+                raise RuntimeError("bug in the transport")
+            return super().send(message)
+
+    rt.transports[Channel.SMS] = BrokenOnSecond()
+    with pytest.raises(RuntimeError):
+        deliver_batch(rt, ids, now=DUE)
+    statuses = [(_row(rt, i).status, _row(rt, i).attempts) for i in ids]
+    assert statuses == [
+        (MessageStatus.SENT, 1),
+        (MessageStatus.SENDING, 1),  # may or may not have gone out: the sweep flags it
+        (MessageStatus.PLANNED, 0),  # never handed to the provider: sent by the retry
+    ]
+    rt.transports[Channel.SMS] = RecordingTransport()
+    assert deliver_batch(rt, ids, now=DUE)[ids[2]] == DeliveryResult.SENT

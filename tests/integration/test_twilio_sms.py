@@ -23,7 +23,14 @@ from campaigns.channels.twilio_sms import (
 from campaigns.enums import Channel, EnrollmentState, MessagePurpose, MessageStatus
 from campaigns.logs import configure
 from campaigns.models import Consent, Enrollment, OutboxMessage, Patient
-from campaigns.outbox import RETRY_BACKOFF, DeliveryResult, deliver, plan, redispatchable
+from campaigns.outbox import (
+    RETRY_BACKOFF,
+    RETRY_JITTER,
+    DeliveryResult,
+    deliver,
+    plan,
+    redispatchable,
+)
 from campaigns.patients import has_consent
 from campaigns.rendering import RenderedMessage
 from campaigns.runtime import Runtime, build_runtime, default_transports
@@ -225,8 +232,9 @@ def test_server_error_is_retried_and_sent_the_next_time(
     fake.fail_next(SERVER_ERROR)
     assert deliver(twilio_rt, outbox_id, now=DAY1_SEND) == DeliveryResult.DEFERRED
     row = _row(twilio_rt, outbox_id)
-    assert (row.status, row.planned_at) == (MessageStatus.PLANNED, DAY1_SEND + RETRY_BACKOFF)
-    later = DAY1_SEND + RETRY_BACKOFF + timedelta(minutes=3)
+    assert row.status == MessageStatus.PLANNED
+    assert RETRY_BACKOFF <= row.planned_at - DAY1_SEND <= RETRY_BACKOFF + RETRY_JITTER
+    later = DAY1_SEND + RETRY_BACKOFF + RETRY_JITTER + timedelta(minutes=3)
     assert deliver(twilio_rt, outbox_id, now=later) == DeliveryResult.SENT
     assert [r.status for r in fake.requests] == [500, 201]
 

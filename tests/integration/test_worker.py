@@ -10,13 +10,16 @@ from pathlib import Path
 import pytest
 import redis
 from sqlalchemy import select, update
+from sqlalchemy.engine import make_url
 
 from campaigns.enums import MessageStatus
 from campaigns.models import Enrollment, OutboxMessage, utcnow
-from campaigns.runtime import Runtime
+from campaigns.runtime import Runtime, build_runtime
 from config.settings import Settings
-from tests.conftest import REDIS_URL, require_service
+from tests.conftest import REDIS_URL, REPO, require_service
 from tests.factories import load_program, make_enrollment
+from tests.fakes.tcp_proxy import TcpProxy
+from tests.faults_support import wait_for
 from tests.servers import celery_worker
 from worker.app import create_app
 
@@ -34,11 +37,14 @@ def _noon_zone() -> str:
 def broker_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "embedded":
         return f"sqla+sqlite:///{tmp_path / 'broker.db'}"
+    client = redis.Redis.from_url(REDIS_URL)
     try:
-        redis.Redis.from_url(REDIS_URL).ping()
+        client.ping()
+        client.flushdb()
     except redis.RedisError as exc:
         require_service("Redis", exc)
-    redis.Redis.from_url(REDIS_URL).flushdb()
+    finally:
+        client.close()  # an unclosed socket fails the session under filterwarnings=error
     return REDIS_URL
 
 
@@ -71,3 +77,53 @@ def test_worker_ticks_and_sends_each_message_once(rt: Runtime, worker: Settings)
     assert statuses == [MessageStatus.SENT] * 3
     sms = list((worker.resolved_outbox_dir / "sms").glob("*.json"))
     assert len(sms) == 3
+
+
+def test_tick_retries_with_backoff_after_the_database_was_unreachable(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """The worker's database refuses connections at first: the tick task is retried (with
+    backoff and jitter) instead of being lost, and goes through once the database is back."""
+    settings = Settings(
+        environment="test",
+        data_dir=tmp_path / "data",
+        database_url=pg_url,
+        templates_dir=REPO / "templates",
+        secret_key="test-secret-key-that-is-long-enough-000000",
+    )
+    rt = build_runtime(settings)
+    version = load_program(rt)
+    now = utcnow()
+    make_enrollment(rt, version, now=now, timezone=_noon_zone())
+    with rt.session() as session:
+        session.execute(update(Enrollment).values(next_due_at=now - timedelta(minutes=1)))
+    target = make_url(pg_url)
+    proxy = TcpProxy(target.host or "127.0.0.1", target.port or 5432)
+    proxied = target.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+    broker = f"sqla+sqlite:///{tmp_path / 'broker.db'}"
+    on_worker = settings.model_copy(update={"database_url": proxied, "broker_url": broker})
+    log = tmp_path / "worker.log"
+    app = create_app(on_worker)
+    try:
+        with celery_worker(on_worker, log):
+            app.send_task("campaigns.tick")
+            wait_for(lambda: _retries(log), timeout=60, what="the tick to be retried")
+            proxy.open()
+            wait_for(lambda: _statuses(rt) == [MessageStatus.SENT], timeout=90, what="the send")
+    finally:
+        app.close()
+        proxy.close()
+        rt.engine.dispose()
+    retries = _retries(log)
+    assert retries and all("OperationalError" in line for line in retries), retries
+    assert "campaigns.tick" in retries[0]
+
+
+def _retries(log: Path) -> list[str]:
+    text = log.read_text(errors="replace") if log.exists() else ""
+    return [line for line in text.splitlines() if " retry: Retry in " in line]
+
+
+def _statuses(rt: Runtime) -> list[MessageStatus]:
+    with rt.session() as session:
+        return list(session.scalars(select(OutboxMessage.status)))

@@ -1,0 +1,90 @@
+"""Per-batch lookups for the tick and the send path: one query per batch, not per message.
+
+The tick and ``deliver_batch`` used to ask the database for each message's consent, recent
+pain scores and SMS segment limit; these ask once for a whole batch with ``IN (...)`` and
+give the same answers as the one-row lookups (``patients.has_consent``,
+``composer.recent_scores``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+
+from sqlalchemy import ColumnElement, Integer, any_, bindparam, func, select
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.orm import InstrumentedAttribute, Session
+
+from campaigns.enums import Channel
+from campaigns.models import Consent, PainReport, ProgramStep, ProgramVersion
+
+#: How many recent scores the trend looks at (``composer.recent_scores``' default).
+RECENT_SCORES = 20
+
+
+def among(
+    session: Session,
+    column: ColumnElement[int] | InstrumentedAttribute[int],
+    ids: Collection[int],
+) -> ColumnElement[bool]:
+    """``column IN (ids)``; on PostgreSQL ``= ANY(array)``: one parameter whatever the batch
+    size, so psycopg does not re-parse a statement with hundreds of placeholders each time."""
+    if session.get_bind().dialect.name == "postgresql":
+        return column == any_(bindparam(None, list(ids), type_=ARRAY(Integer)))
+    return column.in_(ids)
+
+
+def latest_consents(
+    session: Session, patient_ids: Collection[int]
+) -> dict[tuple[int, Channel], bool]:
+    """(patient, channel) -> granted, from the newest consent row; absent means no consent."""
+    if not patient_ids:
+        return {}
+    rows = session.execute(
+        select(Consent.patient_id, Consent.channel, Consent.granted)
+        .where(among(session, Consent.patient_id, patient_ids))
+        .order_by(Consent.id)
+    )
+    return {(pid, channel): bool(granted) for pid, channel, granted in rows}
+
+
+def recent_scores(
+    session: Session, patient_ids: Collection[int], limit: int = RECENT_SCORES
+) -> dict[int, list[float]]:
+    """patient -> its newest ``limit`` pain scores, oldest first (a window function keeps the
+    result to ``limit`` rows per patient however long their history)."""
+    if not patient_ids:
+        return {}
+    rank = (
+        func.row_number()
+        .over(
+            partition_by=PainReport.patient_id,
+            order_by=(PainReport.reported_at.desc(), PainReport.id.desc()),
+        )
+        .label("rank")
+    )
+    ranked = (
+        select(PainReport.patient_id, PainReport.score, PainReport.reported_at, PainReport.id, rank)
+        .where(among(session, PainReport.patient_id, patient_ids))
+        .subquery()
+    )
+    rows = session.execute(
+        select(ranked.c.patient_id, ranked.c.score)
+        .where(ranked.c.rank <= limit)
+        .order_by(ranked.c.patient_id, ranked.c.reported_at, ranked.c.id)
+    )
+    scores: dict[int, list[float]] = {}
+    for pid, score in rows:
+        scores.setdefault(pid, []).append(score)
+    return scores
+
+
+def segment_limits(session: Session, step_ids: Collection[int]) -> dict[int, int]:
+    """step -> the SMS segment limit of its program version."""
+    if not step_ids:
+        return {}
+    rows = session.execute(
+        select(ProgramStep.id, ProgramVersion.sms_max_segments)
+        .join(ProgramVersion, ProgramStep.version_id == ProgramVersion.id)
+        .where(among(session, ProgramStep.id, step_ids))
+    )
+    return {step_id: limit for step_id, limit in rows}
