@@ -1,0 +1,355 @@
+"""B6 signed inbound Twilio webhooks: parse + store + pacing under an open-loop load.
+
+The real app (``campaigns.web.app:create_app``) runs under uvicorn in a subprocess so the
+server and the load generator never share a GIL. The generator sends at a fixed rate on a
+precomputed schedule and measures each latency from the request's *scheduled* send time, so
+a slow server cannot hide its queueing by slowing the generator (coordinated omission).
+
+Baseline (same run, same rate): the design most projects start with, a plain handler that
+checks the signature the same way but finds the sender by loading every patient and comparing
+numbers in Python (what a "just decrypt and compare" lookup over encrypted phone numbers
+degenerates to), then stores the reply through the same ``receive_reply``. Ceiling: ``/healthz``
+on the same server at the same rate (HTTP + uvicorn + FastAPI with no database work).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+import httpx
+from fastapi import Depends, FastAPI, Response
+from sqlalchemy import func, select
+from twilio.request_validator import RequestValidator
+
+from bench.common import (
+    BENCH_NOW,
+    SECRET,
+    TEMPLATES,
+    TWILIO_TOKEN,
+    WORK_DIR,
+    Figure,
+    bench_runtime,
+    fresh_database,
+    percentile,
+)
+from bench.datagen import phone_of, populate
+from campaigns.enums import Channel
+from campaigns.inbound import receive_reply
+from campaigns.models import InboundReply, Patient, utcnow
+from campaigns.web.deps import RuntimeDep
+from campaigns.web.twilio_hooks import SIGNATURE_HEADER, SMS_PATH, InboundSms, signed_form, twiml
+
+PUBLIC = "https://clinic.example"
+NAIVE_PATH = "/bench/naive/sms"
+GOAL_P99_MS = 50.0
+#: Share of requests from numbers that are not patients (stored nowhere, answered empty).
+UNKNOWN_SHARE = 0.05
+BODIES = (
+    "4", "7 today", "flare", "3", "pain is 5", "6/10 this morning", "2 - better",
+    "Wrote in my journal about the argument with my sister, the pain eased after",
+    "Did the somatic tracking, noticed the tingling without fear", "5", "worse today, 8",
+    "Walked for 20 minutes, felt ok", "bad day", "1", "pain 3 after the walk",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Req:
+    """One precomputed request: signing costs the generator nothing during the run."""
+
+    path: str
+    body: bytes
+    headers: dict[str, str]
+    sid: str
+    known: bool
+
+
+@dataclass
+class Step:
+    """One constant-rate phase of the load."""
+
+    target_rps: float
+    sent: int
+    ok: int
+    errors: int
+    achieved_rps: float
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+
+    @property
+    def sustained(self) -> bool:
+        """Kept up: >= 95% of the rate, no errors, and no growing queue (p99 under 1 s)."""
+        return self.errors == 0 and self.achieved_rps >= 0.95 * self.target_rps and (
+            self.p99_ms < 1000
+        )
+
+
+def sms_requests(n: int, patients: int, path: str, rng: random.Random) -> list[Req]:
+    """Distinct MessageSids, realistic bodies, mostly from seeded patients' numbers."""
+    validator = RequestValidator(TWILIO_TOKEN)
+    out = []
+    for _ in range(n):
+        known = rng.random() >= UNKNOWN_SHARE
+        sender = phone_of(rng.randint(1, patients)) if known else f"+1{3_000_000_000 + rng.randint(0, 10**6)}"  # noqa: E501
+        sid = "SM" + uuid.uuid4().hex
+        form = {
+            "MessageSid": sid, "SmsSid": sid, "AccountSid": "AC" + "0" * 32, "From": sender,
+            "To": "+15005550006", "Body": rng.choice(BODIES), "NumMedia": "0",
+        }  # fmt: skip
+        signature = validator.compute_signature(PUBLIC + path, form)
+        headers = {
+            SIGNATURE_HEADER: signature,
+            "Content-Type": "application/x-www-form-urlencoded",
+        }
+        out.append(Req(path, urlencode(form).encode(), headers, sid, known))
+    return out
+
+
+def health_requests(n: int) -> list[Req]:
+    return [Req("/healthz", b"", {}, "", False) for _ in range(n)]
+
+
+async def _fire(base_url: str, reqs: Sequence[Req], rate: float, timeout: float) -> Step:
+    """Open loop: request i is due at t0 + i/rate whatever happened to earlier ones."""
+    latencies: list[float] = []
+    errors = 0
+    limits = httpx.Limits(max_connections=512, max_keepalive_connections=512)
+    async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=timeout) as client:
+
+        async def one(req: Req, due: float) -> None:
+            nonlocal errors
+            try:
+                if req.body:
+                    resp = await client.post(req.path, content=req.body, headers=req.headers)
+                else:
+                    resp = await client.get(req.path)
+                if resp.status_code != 200:
+                    errors += 1
+                    return
+            except httpx.HTTPError:
+                errors += 1
+                return
+            latencies.append(time.perf_counter() - due)
+
+        tasks = []
+        t0 = time.perf_counter() + 0.05
+        for i, req in enumerate(reqs):
+            due = t0 + i / rate
+            delay = due - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(req, due)))
+        await asyncio.gather(*tasks)
+        elapsed = time.perf_counter() - t0
+    ms = [x * 1000 for x in latencies]
+    return Step(
+        target_rps=rate,
+        sent=len(reqs),
+        ok=len(latencies),
+        errors=errors,
+        achieved_rps=len(latencies) / elapsed if elapsed else 0.0,
+        p50_ms=percentile(ms, 50),
+        p99_ms=percentile(ms, 99),
+        max_ms=max(ms, default=float("nan")),
+    )
+
+
+def fire(base_url: str, reqs: Sequence[Req], rate: float, timeout: float = 60.0) -> Step:
+    return asyncio.run(_fire(base_url, reqs, rate, timeout))
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def server_env(url: str, data_dir: Path) -> dict[str, str]:
+    """Settings for the server process: Twilio webhooks on, file transports, bench secrets."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CAMPAIGNS_")}
+    repo = str(Path(__file__).resolve().parent.parent)
+    env.update(
+        PYTHONPATH=repo + os.pathsep + env.get("PYTHONPATH", ""),
+        CAMPAIGNS_ENVIRONMENT="test",
+        CAMPAIGNS_DATABASE_URL=url,
+        CAMPAIGNS_DATA_DIR=str(data_dir),
+        CAMPAIGNS_TEMPLATES_DIR=str(TEMPLATES),
+        CAMPAIGNS_SECRET_KEY=SECRET,
+        CAMPAIGNS_TWILIO_AUTH_TOKEN=TWILIO_TOKEN,
+        CAMPAIGNS_PUBLIC_BASE_URL=PUBLIC,
+    )
+    return env
+
+
+@contextmanager
+def server(factory: str, url: str, log_path: Path) -> Iterator[str]:
+    """uvicorn in its own process; yields its base URL once ``/healthz`` answers."""
+    port = _free_port()
+    data_dir = log_path.parent / "data"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    python = os.environ.get("BENCH_PYTHON", sys.executable)
+    cmd = [
+        python, "-m", "uvicorn", factory, "--factory", "--host", "127.0.0.1",
+        "--port", str(port), "--no-access-log", "--log-level", "warning",
+    ]  # fmt: skip
+    with log_path.open("ab") as log:
+        proc = subprocess.Popen(cmd, env=server_env(url, data_dir), stdout=log, stderr=log)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"uvicorn exited with {proc.returncode}; see {log_path}")
+            try:
+                if httpx.get(base + "/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"uvicorn did not start; see {log_path}")
+            time.sleep(0.1)
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def naive_app() -> FastAPI:
+    """Baseline server: the real app plus a plain handler that scans every patient."""
+    from campaigns.web.app import create_app
+
+    app = create_app()
+
+    @app.post(NAIVE_PATH, response_class=Response)
+    def naive_sms(
+        form: Annotated[dict[str, str], Depends(signed_form(NAIVE_PATH))], rt: RuntimeDep
+    ) -> Response:
+        sms = InboundSms.from_form(form)
+        with rt.session() as session:
+            patient = next(
+                (p for p in session.scalars(select(Patient)) if p.phone_e164 == sms.sender), None
+            )
+            if patient is not None:
+                receive_reply(
+                    rt, session, patient, sms.body, channel=Channel.SMS, now=utcnow(),
+                    provider_id=sms.message_sid,
+                )  # fmt: skip
+        return twiml()
+
+    return app
+
+
+def stored_counts(url: str, reqs: Sequence[Req]) -> dict[str, int]:
+    """Inbound rows per request: a patient's text is stored once, a stranger's never."""
+    rt = bench_runtime(url)
+    sids = [r.sid for r in reqs if r.sid]
+    counts: dict[str, int] = {}
+    with rt.session() as session:
+        for i in range(0, len(sids), 500):
+            chunk = sids[i : i + 500]
+            rows = session.execute(
+                select(InboundReply.provider_id, func.count())
+                .where(InboundReply.provider_id.in_(chunk))
+                .group_by(InboundReply.provider_id)
+            ).all()
+            counts.update({sid: n for sid, n in rows if sid is not None})
+    rt.engine.dispose()
+    wrong = sum(counts.get(r.sid, 0) != (1 if r.known else 0) for r in reqs if r.sid)
+    return {
+        "requests": len(sids),
+        "known_senders": sum(r.known for r in reqs if r.sid),
+        "stored": sum(counts.values()),
+        "wrong": wrong,
+    }
+
+
+def run(
+    *,
+    db: str,
+    patients: int,
+    rate: float,
+    seconds: float,
+    base_seconds: float,
+    step_rates: Sequence[float],
+    step_seconds: float,
+) -> Figure:
+    rng = random.Random(6)
+    with fresh_database(db, "b6") as url:
+        rt = bench_runtime(url)
+        populate(rt, patients, now=BENCH_NOW)
+        rt.engine.dispose()
+        log_path = WORK_DIR / f"b6-{db}-{uuid.uuid4().hex[:6]}" / "server.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        n = max(1, int(rate * seconds))
+        checked: list[Req] = []
+        with server("campaigns.web.app:create_app", url, log_path) as base:
+            warm = sms_requests(max(20, int(rate)), patients, SMS_PATH, rng)
+            fire(base, warm, rate / 2)
+            ceiling = fire(base, health_requests(n), rate)
+            main = sms_requests(n, patients, SMS_PATH, rng)
+            ours = fire(base, main, rate)
+            checked += warm + main
+            steps: list[Step] = []
+            for step_rate in step_rates:
+                reqs = sms_requests(max(1, int(step_rate * step_seconds)), patients, SMS_PATH, rng)
+                steps.append(fire(base, reqs, step_rate))
+                checked += reqs
+                if not steps[-1].sustained:
+                    break
+                time.sleep(0.5)
+        verify = stored_counts(url, checked)
+        base_reqs = sms_requests(max(1, int(rate * base_seconds)), patients, NAIVE_PATH, rng)
+        with server("bench.b6_replies:naive_app", url, log_path) as base:
+            baseline = fire(base, base_reqs, rate)
+        base_verify = stored_counts(url, base_reqs)
+    if verify["wrong"]:
+        raise AssertionError(f"B6: {verify['wrong']} requests not stored exactly once: {verify}")
+    sustained = [s.target_rps for s in steps if s.sustained]
+    under_goal = [s.target_rps for s in steps if s.sustained and s.p99_ms < GOAL_P99_MS]
+    return Figure(
+        workload="B6",
+        db=db,
+        size=patients,
+        metric=f"webhook p99 at {rate:g}/s",
+        unit="ms",
+        better="lower",
+        ours=ours.p99_ms,
+        baseline=baseline.p99_ms,
+        baseline_desc=(
+            f"plain handler scanning every patient to match the sender, {base_seconds:g} s"
+            " at the same rate"
+        ),
+        ceiling=ceiling.p99_ms,
+        ceiling_desc="/healthz p99 on the same server at the same rate",
+        goal=f"p99 < {GOAL_P99_MS:g} ms at {rate:g} req/s",
+        goal_met=ours.sustained and ours.p99_ms < GOAL_P99_MS,
+        extra={
+            "ours": asdict(ours),
+            "baseline": asdict(baseline),
+            "ceiling": asdict(ceiling),
+            "steps": [asdict(s) for s in steps],
+            "max_sustained_rps": max(sustained, default=0.0),
+            "max_rps_p99_under_goal": max(under_goal, default=0.0),
+            "stored_once": verify["wrong"] == 0,
+            "verify": verify,
+            "baseline_verify": base_verify,
+        },
+    )
