@@ -14,6 +14,7 @@ on the same server at the same rate (HTTP + uvicorn + FastAPI with no database w
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 import random
@@ -26,7 +27,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 from urllib.parse import urlencode
 
 import httpx
@@ -43,6 +44,7 @@ from bench.common import (
     Figure,
     bench_runtime,
     fresh_database,
+    parse_size,
     percentile,
 )
 from bench.datagen import phone_of, populate
@@ -92,8 +94,10 @@ class Step:
     @property
     def sustained(self) -> bool:
         """Kept up: >= 95% of the rate, no errors, and no growing queue (p99 under 1 s)."""
-        return self.errors == 0 and self.achieved_rps >= 0.95 * self.target_rps and (
-            self.p99_ms < 1000
+        return (
+            self.errors == 0
+            and self.achieved_rps >= 0.95 * self.target_rps
+            and (self.p99_ms < 1000)
         )
 
 
@@ -103,7 +107,8 @@ def sms_requests(n: int, patients: int, path: str, rng: random.Random) -> list[R
     out = []
     for _ in range(n):
         known = rng.random() >= UNKNOWN_SHARE
-        sender = phone_of(rng.randint(1, patients)) if known else f"+1{3_000_000_000 + rng.randint(0, 10**6)}"  # noqa: E501
+        stranger = f"+1{3_000_000_000 + rng.randint(0, 10**6)}"
+        sender = phone_of(rng.randint(1, patients)) if known else stranger
         sid = "SM" + uuid.uuid4().hex
         form = {
             "MessageSid": sid, "SmsSid": sid, "AccountSid": "AC" + "0" * 32, "From": sender,
@@ -352,4 +357,29 @@ def run(
             "verify": verify,
             "baseline_verify": base_verify,
         },
+    )
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--b6-patients", default="10k", help="seeded patients for B6")
+    p.add_argument("--b6-rate", type=float, default=200.0, help="B6 request rate (req/s)")
+    p.add_argument("--b6-seconds", type=float, default=10.0, help="B6 run at --b6-rate")
+    p.add_argument("--b6-base-seconds", type=float, default=3.0, help="B6 baseline run")
+    p.add_argument("--b6-steps", default="100,150,200,300,400,600", help="step-up rates")
+    p.add_argument("--b6-step-seconds", type=float, default=5.0)
+
+
+def run_cli(args: argparse.Namespace, db: str) -> Figure:
+    """``bench/run`` entry point; ``--smoke`` proves the whole path in a few seconds."""
+    if args.smoke:
+        return run(db=db, patients=200, rate=20, seconds=1, base_seconds=1,
+                   step_rates=[20], step_seconds=1)  # fmt: skip
+    return run(
+        db=db,
+        patients=parse_size(args.b6_patients),
+        rate=args.b6_rate,
+        seconds=args.b6_seconds,
+        base_seconds=args.b6_base_seconds,
+        step_rates=[float(r) for r in args.b6_steps.split(",") if r],
+        step_seconds=args.b6_step_seconds,
     )
