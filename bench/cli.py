@@ -17,7 +17,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from bench import b1_enrol, b2_tick, b3_send, b5_ratelimit, b6_replies
+from bench import b1_enrol, b2_tick, b3_send, b5_ratelimit, b6_replies, b7_soak
 from bench.common import (
     BENCH_NOW,
     Figure,
@@ -29,10 +29,9 @@ from bench.common import (
 )
 from bench.datagen import populate, seed_program
 
-WORKLOADS = ("B1", "B2", "B3", "B5", "B6")
+WORKLOADS = ("B1", "B2", "B3", "B5", "B6", "B7")
 NOT_IMPLEMENTED = {
     "B4": "end to end with a real Celery worker: not built yet (see bench/README.md)",
-    "B7": "6-week soak on a compressed clock: not built yet (see bench/README.md)",
 }
 console = Console(width=max(Console().width, 150))
 
@@ -48,6 +47,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--b3-due", type=int, default=2000, help="messages due in each B3 run")
     p.add_argument("--b3-max-size", default="100k", help="skip B3 above this table size")
     b6_replies.add_arguments(p)
+    b7_soak.add_arguments(p)
     return p.parse_args(argv)
 
 
@@ -98,6 +98,8 @@ def run_database(
         fig = _guard(errors, f"B6 {db}", b6_replies.run_cli, args=args, db=db)
         if fig:
             figures.append(fig)
+    if "B7" in only:
+        figures += _guard(errors, f"B7 {db}", b7_soak.run_cli, args=args, db=db) or []
     if "B1" in only:
         rows = 200 if args.smoke else parse_size(args.b1_rows)
         with fresh_database(db, "b1") as url:
