@@ -33,10 +33,10 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as dtime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import Table, bindparam, select, update
 
 from bench.common import (
     BENCH_NOW,
@@ -86,11 +86,11 @@ def reply_body(i: int, day: int) -> str | None:
     two weeks (long-flare alert), then settles."""
     if (i * 7 + day) % 5 == 0:
         return None  # no reply today
-    if i % 10 == 3 and 8 + i % 6 <= day < 11 + i % 6:
+    if i % 10 == 3 and 3 + i % 6 <= day < 6 + i % 6:
         return FLARE[(i + day) % len(FLARE)]
     if i % 20 == 7 and 15 <= day < 29:
         return FLARE[(i + day) % len(FLARE)]
-    if i % 10 == 3 and 11 + i % 6 <= day < 14 + i % 6:
+    if i % 10 == 3 and 6 + i % 6 <= day < 9 + i % 6:
         return SETTLING[(i + day) % len(SETTLING)]
     return CALM[(i * 3 + day) % len(CALM)]
 
@@ -238,7 +238,7 @@ def prepare(rt: Runtime, version_id: int, patients: int, step: timedelta, start:
             clock = PatientClock(ZoneInfo(zone_of(i)), send_time_of(i, step), window)
             state = start_pacing(rules, clock, now=start)
             rows.append({"eid": i, "due": state.next_due_at, "cadence": state.cadence_days})
-        table = Enrollment.__table__
+        table = cast(Table, Enrollment.__table__)
         session.execute(
             update(table)
             .where(table.c.id == bindparam("eid"))
@@ -350,7 +350,7 @@ def _wait_stable(pid: int, until: Any, timeout: float) -> float:
         if until() and abs(rss - last) < 0.5:
             return rss
         last = rss
-        time.sleep(1.0)
+        time.sleep(0.5)
     return rss_mb(pid)[0]
 
 
@@ -512,9 +512,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run_cli(args: argparse.Namespace, db: str) -> list[Figure]:
-    """``bench/run`` entry point; ``--smoke`` soaks 20 patients for 5 days."""
+    """``bench/run`` entry point; ``--smoke`` soaks 20 patients for 8 days."""
     if args.smoke:
-        return run(db=db, sizes=[20], days=5, step_min=60, eta_tasks=200)
+        return run(db=db, sizes=[20], days=8, step_min=60, eta_tasks=200)
     return run(
         db=db,
         sizes=[parse_size(s) for s in args.b7_sizes.split(",") if s],
