@@ -378,8 +378,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--b6-patients", default="10k", help="seeded patients for B6")
     p.add_argument("--b6-rate", type=float, default=200.0, help="B6 request rate (req/s)")
     p.add_argument("--b6-seconds", type=float, default=10.0, help="B6 run at --b6-rate")
-    p.add_argument("--b6-base-seconds", type=float, default=3.0, help="B6 baseline run")
-    p.add_argument("--b6-steps", default="100,150,200,300,400,600", help="step-up rates")
+    p.add_argument("--b6-base-seconds", type=float, default=1.0, help="B6 baseline run")
+    p.add_argument("--b6-steps", default="25,50,75,100,150,200,300,400", help="step-up rates")
     p.add_argument("--b6-step-seconds", type=float, default=5.0)
 
 
