@@ -502,7 +502,7 @@ def run(
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--b7-sizes", default="300,1k", help="patients per B7 soak, e.g. 1k,10k")
+    p.add_argument("--b7-sizes", default="100,300", help="patients per B7 soak, e.g. 1k,10k")
     p.add_argument("--b7-days", type=int, default=42, help="simulated days per B7 soak")
     p.add_argument("--b7-step-min", type=int, default=30, help="simulated minutes per step")
     p.add_argument(
