@@ -295,7 +295,8 @@ def compare(
         if status != MessageStatus.SENT or sent_at is None:
             out["not_sent"] += 1
             continue
-        local = sent_at.replace(tzinfo=UTC).astimezone(ZoneInfo(zone_of(enrollment_id)))
+        sent = sent_at if sent_at.tzinfo else sent_at.replace(tzinfo=UTC)
+        local = sent.astimezone(ZoneInfo(zone_of(enrollment_id)))
         if not window.contains(local.time()) or local.date() != local_date:
             out["outside_window"] += 1
     for i in range(1, patients + 1):
