@@ -37,7 +37,7 @@ def pg_rt(tmp_path: Path, pg_url: str) -> Iterator[Runtime]:
         data_dir=tmp_path / "data",
         database_url=pg_url,
         templates_dir=REPO / "templates",
-        secret_key="test-secret-key-that-is-long-enough-000000",  # type: ignore[arg-type]
+        secret_key="test-secret-key-that-is-long-enough-000000",
     )
     runtime = build_runtime(settings)
     yield runtime
