@@ -369,8 +369,10 @@ def eta_baseline(tasks: int, work: Path, countdown_days: int = 30) -> dict[str, 
         python, "-m", "celery", "-A", "worker.app", "worker", "-Q", "sends", "-c", "1",
         "--without-heartbeat", "--without-gossip", "--without-mingle", "-l", "WARNING",
     ]  # fmt: skip
-    log = (work / "celery.log").open("ab")
-    proc = subprocess.Popen(cmd, env=_celery_env(work), stdout=log, stderr=log)
+    # Discarded unless asked for, like the B6 server's output.
+    keep = os.environ.get("BENCH_KEEP_SERVER_LOG") == "1"
+    with (work / "celery.log").open("ab") if keep else open(os.devnull, "wb") as log:
+        proc = subprocess.Popen(cmd, env=_celery_env(work), stdout=log, stderr=log)
     try:
         idle = _wait_stable(proc.pid, lambda: r.exists("_kombu.binding.sends") > 0, 60)
         idle_children = sum(rss_mb(c)[0] for c in _children(proc.pid))
@@ -396,7 +398,6 @@ def eta_baseline(tasks: int, work: Path, countdown_days: int = 30) -> dict[str, 
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-        log.close()
         r.delete(*CELERY_KEYS)
         r.close()
     return {
