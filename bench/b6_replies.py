@@ -312,6 +312,9 @@ def run(
     step_rates: Sequence[float],
     step_seconds: float,
 ) -> Figure:
+    """Seed, then on one server: warm-up, /healthz ceiling, ours at ``rate``, the step-up;
+    check storage; then the naive server for the baseline. Raises if an answered text was not
+    stored exactly once (a correctness failure, not a slow run)."""
     rng = random.Random(6)
     with fresh_database(db, "b6") as url:
         rt = bench_runtime(url)

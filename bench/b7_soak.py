@@ -469,6 +469,8 @@ def soak_size(db: str, patients: int, days: int, step_min: int) -> dict[str, Any
 def run(
     *, db: str, sizes: Sequence[int], days: int, step_min: int, eta_tasks: int | None
 ) -> list[Figure]:
+    """One soak per size, then one ETA baseline sized like the largest plan; a figure per size
+    (goal met only if memory is low and flat *and* the outbox is exactly the plan)."""
     results = {n: soak_size(db, n, days, step_min) for n in sizes}
     biggest = results[max(sizes)]
     tasks = eta_tasks if eta_tasks is not None else biggest["check"]["expected"]
