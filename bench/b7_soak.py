@@ -398,7 +398,7 @@ def eta_baseline(tasks: int, work: Path, countdown_days: int = 30) -> dict[str, 
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-        r.delete(*CELERY_KEYS)
+        r.delete(*CELERY_KEYS, *r.scan_iter("_kombu.binding*"))
         r.close()
     return {
         "tasks": tasks,
