@@ -17,7 +17,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from bench import b1_enrol, b2_tick, b3_send, b4_e2e, b5_ratelimit
+from bench import b1_enrol, b2_tick, b3_send, b4_e2e, b5_ratelimit, b6_replies, b7_soak
 from bench.common import (
     BENCH_NOW,
     Figure,
@@ -29,11 +29,8 @@ from bench.common import (
 )
 from bench.datagen import populate, seed_program
 
-WORKLOADS = ("B1", "B2", "B3", "B4", "B5")
-NOT_IMPLEMENTED = {
-    "B6": "signed inbound webhooks under uvicorn: not built yet (see bench/README.md)",
-    "B7": "6-week soak on a compressed clock: not built yet (see bench/README.md)",
-}
+WORKLOADS = ("B1", "B2", "B3", "B4", "B5", "B6", "B7")
+NOT_IMPLEMENTED: dict[str, str] = {}
 console = Console(width=max(Console().width, 150))
 
 
@@ -49,6 +46,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--b3-max-size", default="100k", help="skip B3 above this table size")
     p.add_argument("--b4-burst", default="10k", help="messages due at once in B4")
     p.add_argument("--b4-baseline", default="2k", help="countdown tasks in B4's baseline")
+    b6_replies.add_arguments(p)
+    b7_soak.add_arguments(p)
     return p.parse_args(argv)
 
 
@@ -105,6 +104,12 @@ def run_database(
                 rt=rt, db=db, n=burst, base_n=base_n, smoke=args.smoke,
             ) or []  # fmt: skip
             rt.engine.dispose()
+    if "B6" in only:
+        fig = _guard(errors, f"B6 {db}", b6_replies.run_cli, args=args, db=db)
+        if fig:
+            figures.append(fig)
+    if "B7" in only:
+        figures += _guard(errors, f"B7 {db}", b7_soak.run_cli, args=args, db=db) or []
     if "B1" in only:
         rows = 200 if args.smoke else parse_size(args.b1_rows)
         with fresh_database(db, "b1") as url:

@@ -67,11 +67,26 @@ def test_smoke_run_writes_every_workload(tmp_path: Path) -> None:
     assert report["meta"]["smoke"] is True
     seen = {(f["workload"], f["db"]) for f in report["figures"]}
     for db in ("sqlite", "postgresql"):
-        for workload in ("B1", "B2", "B3", "B4"):
+        for workload in ("B1", "B2", "B3", "B4", "B6", "B7"):
             assert (workload, db) in seen, f"{workload} on {db} missing"
     assert {f["size"] for f in report["figures"] if f["workload"] == "B5"} == {1, 3, 30, 150}
     for figure in report["figures"]:
         missing = [k for k in FIGURE_KEYS if k not in figure]
         assert not missing, f"{figure['workload']} lacks {missing}"
         assert figure["ours"] > 0, figure
-    assert "B4" not in report["not_implemented"]
+    assert not report["not_implemented"]
+    for figure in report["figures"]:
+        extra = figure["extra"]
+        if figure["workload"] == "B6":
+            # every signed text from a patient stored exactly once, a stranger's never
+            assert extra["stored_once"] and extra["verify"]["wrong"] == 0, extra["verify"]
+            assert extra["verify"]["stored"] == extra["verify"]["known_senders"] > 0
+            assert extra["ours"]["errors"] == 0 and extra["ours"]["ok"] == extra["ours"]["sent"]
+        if figure["workload"] == "B7":
+            # the outbox is exactly the pacing engine's plan
+            check = extra["check"]
+            assert check["expected"] > 0 and check["outbox"] == check["expected"], check
+            for key in ("lost", "duplicated", "unexpected", "not_sent", "outside_window"):
+                assert check[key] == 0, (key, check)
+            assert extra["counts"]["replies"] > 0 and check["flare_messages"] > 0
+            assert extra["eta"]["taken"] == extra["eta"]["tasks"] > 0
