@@ -37,6 +37,7 @@ from twilio.request_validator import RequestValidator
 
 from bench.common import (
     BENCH_NOW,
+    KEY_VARIABLES,
     SECRET,
     TEMPLATES,
     TWILIO_TOKEN,
@@ -192,7 +193,9 @@ def _free_port() -> int:
 
 def server_env(url: str, data_dir: Path) -> dict[str, str]:
     """Settings for the server process: Twilio webhooks on, file transports, bench secrets."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CAMPAIGNS_")}
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith("CAMPAIGNS_") or k in KEY_VARIABLES
+    }
     repo = str(Path(__file__).resolve().parent.parent)
     env.update(
         PYTHONPATH=repo + os.pathsep + env.get("PYTHONPATH", ""),

@@ -40,6 +40,7 @@ from sqlalchemy import Table, bindparam, select, update
 
 from bench.common import (
     BENCH_NOW,
+    KEY_VARIABLES,
     REDIS_URL,
     SECRET,
     TEMPLATES,
@@ -324,7 +325,9 @@ def _children(pid: int) -> list[int]:
 
 
 def _celery_env(work: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CAMPAIGNS_")}
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith("CAMPAIGNS_") or k in KEY_VARIABLES
+    }
     repo = str(Path(__file__).resolve().parent.parent)
     env.update(
         PYTHONPATH=repo + os.pathsep + env.get("PYTHONPATH", ""),

@@ -20,6 +20,7 @@ from sqlalchemy.engine import make_url
 from campaigns.channels.base import OutgoingMessage, ProviderReceipt
 from campaigns.db import engine_for, make_engine, migrate
 from campaigns.enums import Channel
+from campaigns.field_crypto import new_keys
 from campaigns.rendering import TemplateLibrary
 from campaigns.runtime import Runtime
 from config.settings import REPO_ROOT, Settings
@@ -32,6 +33,10 @@ WORK_DIR = Path(os.environ.get("BENCH_WORK_DIR", REPO_ROOT / "var" / "bench"))
 TEMPLATES = REPO_ROOT / "templates"
 PROGRAM_DIR = TEMPLATES / "programs" / "retrain-the-alarm"
 SECRET = "bench-secret-key-that-is-long-enough-0000000000"
+#: One key set per run for patient contacts, shared by every server and worker it starts.
+KEY_VARIABLES = ("CAMPAIGNS_DATA_KEYS", "CAMPAIGNS_LOOKUP_KEY")
+for _name, _value in zip(KEY_VARIABLES, new_keys().values(), strict=True):
+    os.environ.setdefault(_name, _value)
 TWILIO_TOKEN = "bench-twilio-auth-token-0123456789"
 #: A weekday instant when 09:00-20:00 is open in every US zone the generator uses.
 BENCH_NOW = datetime(2025, 3, 4, 18, 0, tzinfo=UTC)

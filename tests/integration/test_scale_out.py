@@ -143,7 +143,14 @@ def test_two_beats_three_workers_one_simulated_week(rt: Runtime, tmp_path: Path)
     beat_logs = [tmp_path / f"beat-{n}.log" for n in (1, 2)]
     with private_redis(tmp_path / "redis.log") as broker, ExitStack() as stack:
         settings = rt.settings.model_copy(update={"broker_url": broker.url})
-        env = {"CAMPAIGNS_CLOCK_FILE": str(clock), "CAMPAIGNS_TICK_SECONDS": "0.3"}
+        env = {
+            "CAMPAIGNS_CLOCK_FILE": str(clock),
+            "CAMPAIGNS_TICK_SECONDS": "0.3",
+            # The global send rate is a clinic's setting (tested on its own); here it would
+            # only stretch a simulated hour of sends into real seconds.
+            "CAMPAIGNS_SMS_PER_SECOND": "2000",
+            "CAMPAIGNS_EMAIL_PER_SECOND": "2000",
+        }
         for log in worker_logs:
             stack.enter_context(celery_worker(settings, log, concurrency=1, extra_env=env))
         for log in beat_logs:
