@@ -30,7 +30,10 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 
 def _sqlite_begin(conn: Any) -> None:
     # IMMEDIATE takes the write lock up front, so two ticks serialise instead of one
-    # reading stale due times; SQLite has no FOR UPDATE SKIP LOCKED.
+    # reading stale due times; SQLite has no FOR UPDATE SKIP LOCKED. AUTOCOMMIT connections
+    # (the tick's idle probe) only read, so they take no lock at all.
+    if conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
+        return
     conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import fields
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any, cast
 from zoneinfo import ZoneInfo
@@ -45,6 +45,28 @@ def shape_of(version: ProgramVersion) -> pacing.ProgramShape:
     flare = [s for s in version.steps if s.track == Track.FLARE]
     has_resume = any(s.kind == "resume" for s in flare)
     return pacing.ProgramShape(main, len(flare) - int(has_resume), has_resume)
+
+
+@dataclass(frozen=True)
+class VersionFacts:
+    rules: pacing.PacingRules
+    shape: pacing.ProgramShape
+
+
+_FACTS: dict[tuple[str, int, str], VersionFacts] = {}
+_FACTS_LIMIT = 4096
+
+
+def version_facts(session: Session, version: ProgramVersion) -> VersionFacts:
+    """A published version never changes, so its pacing facts are worked out once per
+    process (keyed by database, id and checksum) instead of loading every step per reply."""
+    key = (str(session.get_bind().engine.url), version.id, version.checksum)
+    facts = _FACTS.get(key)
+    if facts is None:
+        facts = VersionFacts(rules_of(version), shape_of(version))
+        if len(_FACTS) < _FACTS_LIMIT:
+            _FACTS[key] = facts
+    return facts
 
 
 def clock_of(patient: Patient, window: SendWindow) -> PatientClock:

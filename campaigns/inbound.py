@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from campaigns import pacing
 from campaigns.composer import compose_system, recent_scores
-from campaigns.enrollments import apply_outcome, pacing_state, rules_of, shape_of
+from campaigns.enrollments import apply_outcome, pacing_state, version_facts
 from campaigns.enums import (
     AlertKind,
     AlertPriority,
@@ -111,10 +111,9 @@ def receive_reply(
         )
         if seen is not None:
             return ReplyResult(seen, duplicate=True)
-    # One patient's replies are handled one at a time (see ``live_enrollment``).
-    session.execute(select(Patient.id).where(Patient.id == patient.id).with_for_update())
     enrollment = live_enrollment(session, patient.id)
-    rules = rules_of(enrollment.version) if enrollment else pacing.PacingRules()
+    facts = version_facts(session, enrollment.version) if enrollment else None
+    rules = facts.rules if facts else pacing.PacingRules()
     parsed = parse_reply(text, flare_phrases=rules.flare_keywords)
     prior = recent_scores(session, patient.id, limit=rules.baseline_window)
     reply = InboundReply(
@@ -146,9 +145,9 @@ def receive_reply(
     if parsed.crisis:
         _crisis(rt, session, patient, enrollment, reply, result, now=now)
     _keywords(rt, session, patient, enrollment, parsed, channel, result, now=now)
-    if enrollment is not None and Keyword.STOP not in parsed.keywords:
+    if enrollment is not None and facts is not None and Keyword.STOP not in parsed.keywords:
         outcome = pacing.apply_reply(
-            pacing_state(enrollment), parsed, prior, rules, shape_of(enrollment.version), now=now
+            pacing_state(enrollment), parsed, prior, rules, facts.shape, now=now
         )
         apply_outcome(session, enrollment, outcome, actor=ACTOR, now=now)
         for ev in outcome.events:
