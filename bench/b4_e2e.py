@@ -32,6 +32,7 @@ from campaigns.enums import MessageStatus
 from campaigns.models import Enrollment, OutboxMessage, Patient, utcnow
 from campaigns.runtime import Runtime
 from campaigns.scheduler import tick
+from config.beat import QUEUES
 from config.settings import REPO_ROOT
 from tests.fakes.smtp_server import smtp_server
 from tests.fakes.twilio_api import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio, running
@@ -42,7 +43,6 @@ TICK_SECONDS = 2.0
 GOAL_PER_S = 5_000.0
 GOAL_BURST_S = 30.0
 GOAL_BURST_N = 100_000
-QUEUES = ("ticks", "sends", "default")
 
 
 @dataclass
@@ -250,7 +250,7 @@ def redis_round_trips(url: str, seconds: float = 1.0) -> float:
 def purge_queues(url: str) -> None:
     """Leftovers of an aborted run would point at a dropped database."""
     client = redis.Redis.from_url(url)
-    for queue in QUEUES:
+    for queue in QUEUES.split(","):
         for key in client.scan_iter(match=f"{queue}*"):
             client.delete(key)
     client.delete("unacked", "unacked_index")
@@ -268,7 +268,7 @@ def run(rt: Runtime, *, db: str, n: int, base_n: int, smoke: bool) -> list[Figur
         smtp = stack.enter_context(smtp_server())
         env = worker_env(rt, REDIS_URL, twilio, smtp.port)
         worker = stack.enter_context(process(
-            ["worker", "-Q", ",".join(QUEUES), "-c", "2", "--loglevel=WARNING",
+            ["worker", "-Q", QUEUES, "-c", "2", "--loglevel=WARNING",
              "--without-gossip", "--without-mingle"], env, work / "worker.log",
         ))  # fmt: skip
         wait_ready(worker)

@@ -15,6 +15,7 @@ from pathlib import Path
 import uvicorn
 from fastapi import FastAPI
 
+from config.beat import QUEUES
 from config.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
@@ -69,7 +70,7 @@ def celery_worker(
         **(extra_env or {}),
     }
     command = [sys.executable, "-m", "celery", "-A", "worker.app", "worker", "-Q",
-               "ticks,sends,default", "-c", str(concurrency), "--loglevel=INFO",
+               QUEUES, "-c", str(concurrency), "--loglevel=INFO",
                "--without-gossip", "--without-mingle"]  # fmt: skip
     with log_path.open("w") as log:
         proc = subprocess.Popen(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery import Celery
 
-from config.beat import RETENTION_TASK, SWEEP_TASK, TICK_TASK, beat_schedule
+from config.beat import POLL_INBOX_TASK, RETENTION_TASK, SWEEP_TASK, TICK_TASK, beat_schedule
 from config.settings import Settings, get_settings
 
 SEND_TASK = "campaigns.send"
@@ -34,13 +34,16 @@ def create_app(settings: Settings | None = None) -> Celery:
         broker_transport_options=_transport_options(settings.resolved_broker_url),
         timezone="UTC",
         enable_utc=True,
-        beat_schedule=beat_schedule(settings.tick_seconds),
+        beat_schedule=beat_schedule(
+            settings.tick_seconds, poll_inbox=settings.imap_host is not None
+        ),
         task_routes={
             TICK_TASK: {"queue": "ticks"},
             SWEEP_TASK: {"queue": "ticks"},
             RETENTION_TASK: {"queue": "ticks"},
             SEND_TASK: {"queue": "sends"},
             SEND_BATCH_TASK: {"queue": "sends"},
+            POLL_INBOX_TASK: {"queue": "replies"},
         },
         task_default_queue="default",
     )

@@ -23,6 +23,7 @@ from campaigns.enums import Channel
 from campaigns.heartbeats import TICK, last_beat
 from campaigns.key_rotation import check_newest
 from campaigns.runtime import Runtime
+from config.beat import QUEUES
 from worker.app import create_app
 
 #: Three missed ticks mean beat is not running.
@@ -103,8 +104,7 @@ def check_workers(rt: Runtime) -> Check:
         return Check(
             "workers",
             Verdict.FAIL,
-            "no worker answered: start one with "
-            "`celery -A worker.app worker -Q ticks,sends,default`",
+            f"no worker answered: start one with `celery -A worker.app worker -Q {QUEUES}`",
         )
     return Check("workers", Verdict.OK, f"{len(replies)} worker(s) answered")
 

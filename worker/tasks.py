@@ -21,10 +21,12 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 
+from campaigns.channels.imap_poll import ImapConfig, ImapError, ImapPoller
 from campaigns.clock import now as clock_now
 from campaigns.data_care import expire_reply_text
 from campaigns.heartbeats import TICK, beat
 from campaigns.logs import configure as configure_logging
+from campaigns.logs import get_logger
 from campaigns.outbox import (
     SEND_BATCH_SIZE,
     DeliveryResult,
@@ -34,7 +36,7 @@ from campaigns.outbox import (
 )
 from campaigns.runtime import Runtime, build_runtime
 from campaigns.scheduler import tick
-from config.beat import RETENTION_TASK, SWEEP_TASK, TICK_TASK
+from config.beat import POLL_INBOX_TASK, RETENTION_TASK, SWEEP_TASK, TICK_TASK
 from config.settings import get_settings
 from worker.app import SEND_BATCH_TASK, SEND_TASK, app
 
@@ -54,6 +56,9 @@ RETRY_POLICY: dict[str, Any] = {
     "retry_jitter": True,
     "max_retries": 8,
 }
+
+
+log = get_logger(__name__)
 
 
 @lru_cache(maxsize=1)
@@ -113,3 +118,15 @@ def retention_task() -> int:
         return 0
     with rt.session() as session:
         return expire_reply_text(session, now=utcnow(), keep_days=keep)
+
+
+@app.task(name=POLL_INBOX_TASK, **RETRY_POLICY)  # type: ignore[untyped-decorator]
+def poll_inbox_task() -> dict[str, int]:
+    """Email replies from the IMAP mailbox; a mailbox that is down waits for the next poll
+    (the messages stay there, so nothing is lost)."""
+    rt = runtime()
+    try:
+        return ImapPoller(rt, ImapConfig.from_settings(rt.settings)).poll_once().as_dict()
+    except (ImapError, ValueError) as exc:
+        log.warning("poll-inbox-failed", reason=str(exc))
+        return {"failed": 1}

@@ -22,12 +22,16 @@ from campaigns.models import Enrollment, InboundReply, OutboxMessage, Patient
 from campaigns.outbox import deliver
 from campaigns.runtime import Runtime
 from campaigns.scheduler import tick
+from config.beat import POLL_INBOX_TASK
 from config.settings import get_settings
 from tests.factories import load_program, make_enrollment
 from tests.fakes.imap_server import PASSWORD, USERNAME, Mailbox, imap_server
 from tests.fakes.mail_clients import gmail, outlook
 from tests.fakes.smtp_server import configure_email
 from tests.fakes.tls import Certificates, make_certificates
+from tests.faults_support import wait_for
+from tests.servers import celery_worker
+from worker.app import create_app as create_worker_app
 
 MONDAY = datetime(2026, 3, 2, 5, 0, tzinfo=UTC)  # 00:00 in New York
 DAY1_SEND = MONDAY + timedelta(hours=10)
@@ -219,3 +223,30 @@ def test_poll_imap_without_settings_names_what_is_missing(cli_env: None) -> None
     result = CliRunner().invoke(cli, ["poll-imap", "--once"])
     assert result.exit_code == 2
     assert "CAMPAIGNS_IMAP_HOST" in result.output and "CAMPAIGNS_IMAP_PASSWORD" in result.output
+
+
+# --- the worker task ------------------------------------------------------------------------
+
+
+def test_a_real_worker_polls_the_inbox_on_the_replies_queue(
+    clinic: Runtime, tmp_path: Path
+) -> None:
+    _, original, email = emailed(clinic)
+    mailbox = Mailbox()
+    mailbox.add(gmail(original, email, "5 today"))
+    with imap_server(mailbox) as server:
+        env = {
+            "CAMPAIGNS_IMAP_HOST": "127.0.0.1",
+            "CAMPAIGNS_IMAP_PORT": str(server.port),
+            "CAMPAIGNS_IMAP_SECURITY": "none",
+            "CAMPAIGNS_IMAP_USERNAME": USERNAME,
+            "CAMPAIGNS_IMAP_PASSWORD": PASSWORD,
+        }
+        settings = clinic.settings.model_copy(update={"imap_host": "127.0.0.1"})
+        celery = create_worker_app(settings)
+        assert celery.conf.beat_schedule["poll-inbox"]["task"] == POLL_INBOX_TASK
+        assert celery.conf.task_routes[POLL_INBOX_TASK] == {"queue": "replies"}
+        with celery_worker(settings, tmp_path / "worker.log", extra_env=env):
+            celery.send_task(POLL_INBOX_TASK)
+            wait_for(lambda: stored(clinic) == ["5 today"], timeout=60, what="the polled reply")
+    assert "poll-inbox" not in create_worker_app(clinic.settings).conf.beat_schedule

@@ -7,7 +7,9 @@ from typing import Any
 
 import yaml
 
+from config.beat import QUEUES
 from tests.conftest import REPO
+from worker.app import create_app
 
 COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text())
 SERVICES: dict[str, Any] = COMPOSE["services"]
@@ -42,4 +44,6 @@ def test_no_secret_is_written_in_the_file() -> None:
 def test_workers_scale_and_use_the_queues_the_app_routes_to() -> None:
     worker = SERVICES["worker"]
     assert worker["deploy"]["replicas"] >= 2
-    assert "ticks,sends,default" in worker["command"]
+    assert QUEUES in worker["command"]
+    routed = {route["queue"] for route in create_app().conf.task_routes.values()}
+    assert routed | {"default"} == set(QUEUES.split(",")), "every routed queue is consumed"
