@@ -19,7 +19,6 @@ from sqlalchemy import (
     Date,
     DateTime,
     Integer,
-    Select,
     String,
     Table,
     Text,
@@ -548,17 +547,16 @@ def record_provider_status(
     return True
 
 
-def redispatch_query(now: datetime) -> Select[tuple[int]]:
-    """Planned rows whose send task was lost or deferred (ix_outbox_status_planned)."""
-    return select(OutboxMessage.id).where(
-        OutboxMessage.status == M.PLANNED, OutboxMessage.planned_at <= now - REDISPATCH_AFTER
-    )
-
-
 def redispatchable(session: Session, *, now: datetime, limit: int = 1000) -> Sequence[int]:
     """Planned rows whose send task was lost or deferred: hand them out again."""
-    query = redispatch_query(now).order_by(OutboxMessage.planned_at, OutboxMessage.id)
-    return session.scalars(query.limit(limit)).all()
+    return session.scalars(
+        select(OutboxMessage.id)
+        .where(
+            OutboxMessage.status == M.PLANNED, OutboxMessage.planned_at <= now - REDISPATCH_AFTER
+        )
+        .order_by(OutboxMessage.planned_at, OutboxMessage.id)
+        .limit(limit)
+    ).all()
 
 
 def sweep_stale_sending(session: Session, *, now: datetime, stale_after: timedelta) -> int:

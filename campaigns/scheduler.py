@@ -11,16 +11,16 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
-from sqlalchemy import Select, or_, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, joinedload, selectinload
 
 from campaigns import pacing
 from campaigns.composer import compose_step
 from campaigns.enrollments import apply_outcomes, clock_of, pacing_state, rules_of, shape_of
-from campaigns.enums import Channel
+from campaigns.enums import Channel, MessageStatus
 from campaigns.logs import get_logger
-from campaigns.models import Enrollment, ProgramVersion
-from campaigns.outbox import NewMessage, plan_many, redispatch_query, redispatchable
+from campaigns.models import Enrollment, OutboxMessage, ProgramVersion
+from campaigns.outbox import REDISPATCH_AFTER, NewMessage, plan_many, redispatchable
 from campaigns.prefetch import latest_consents, recent_scores
 from campaigns.runtime import Runtime
 
@@ -138,22 +138,26 @@ def _compose(
     )
 
 
-def due_query(now: datetime) -> Select[tuple[int]]:
-    """Enrollments due by ``now``: the partial index ``ix_enrollments_due`` answers it."""
-    return select(Enrollment.id).where(
-        Enrollment.next_due_at.is_not(None), Enrollment.next_due_at <= now
-    )
-
-
 def idle(rt: Runtime, now: datetime) -> bool:
     """Nothing due and nothing to hand out again, found by one read that takes no lock.
 
-    Most ticks find nothing to do; this keeps them to one index probe and one round trip
-    instead of a write transaction (SQLite's BEGIN IMMEDIATE, PostgreSQL's FOR UPDATE).
+    Most ticks find nothing to do; this keeps them to one round trip reading the earliest
+    due time (``ix_enrollments_due``) and the oldest planned message
+    (``ix_outbox_status_planned``), instead of a write transaction. The times are compared
+    here, not in SQL, so no prepared statement's generic plan can turn the probe into a scan.
     """
-    probe = select(or_(due_query(now).exists(), redispatch_query(now).exists()))
+    earliest_due = select(func.min(Enrollment.next_due_at)).where(
+        Enrollment.next_due_at.is_not(None)
+    )
+    oldest_planned = select(func.min(OutboxMessage.planned_at)).where(
+        OutboxMessage.status == MessageStatus.PLANNED
+    )
+    probe = select(earliest_due.scalar_subquery(), oldest_planned.scalar_subquery())
     with rt.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        return not conn.execute(probe).scalar()
+        due, planned = conn.execute(probe).one()
+    due_now = due is not None and due <= now
+    stale = planned is not None and planned <= now - REDISPATCH_AFTER
+    return not (due_now or stale)
 
 
 def tick(

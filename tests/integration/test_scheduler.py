@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -12,7 +13,7 @@ from campaigns.enums import EnrollmentState, MessageStatus, Track
 from campaigns.models import Enrollment, OutboxMessage, ProgramStep
 from campaigns.outbox import DeliveryResult, deliver
 from campaigns.runtime import Runtime, build_runtime
-from campaigns.scheduler import tick
+from campaigns.scheduler import idle, tick
 from tests.factories import load_program, make_enrollment
 
 MONDAY = datetime(2026, 3, 2, 5, 0, tzinfo=UTC)  # 00:00 in New York
@@ -139,3 +140,30 @@ def test_a_message_deferred_overnight_pushes_the_next_one_a_day(rt: Runtime) -> 
     assert [positions[r.step_id] for r in rows] == [0, 1, 2]
     assert len(set(local_days)) == len(local_days)  # one program message per local day
     assert rows[0].id == day1
+
+
+def test_idle_probe_sees_due_enrollments_and_stale_planned_rows(rt: Runtime) -> None:
+    version = load_program(rt)
+    assert idle(rt, MONDAY), "an empty database has nothing to do"
+    make_enrollment(rt, version, now=MONDAY)
+    due = MONDAY + timedelta(hours=10)
+    assert idle(rt, due - timedelta(seconds=1))
+    assert not idle(rt, due)
+    [planned] = tick(rt, now=due).planned  # planned, its send task "lost"
+    assert idle(rt, due + timedelta(minutes=1)), "a fresh row is the send task's to deliver"
+    later = due + timedelta(minutes=3)
+    assert not idle(rt, later)
+    assert tick(rt, now=later).redispatched == [planned]
+
+
+def test_an_idle_tick_takes_no_lock(rt: Runtime) -> None:
+    """The idle path must not wait for a writer (a long CSV import, a staff edit) just to
+    find that nothing is due: on SQLite the busy path starts with BEGIN IMMEDIATE."""
+    version = load_program(rt)
+    make_enrollment(rt, version, now=MONDAY)
+    with rt.engine.connect() as writer:  # holds its locks until the block ends
+        writer.exec_driver_sql("UPDATE enrollments SET row_version = row_version")
+        started = time.monotonic()
+        summary = tick(rt, now=MONDAY + timedelta(hours=1))
+        elapsed = time.monotonic() - started
+    assert summary.claimed == 0 and elapsed < 1.0
