@@ -107,8 +107,6 @@ def record_bounce(session: Session, row: OutboxMessage, bounce: Bounce, *, now: 
         log.info("email-delayed", outbox_id=row.id, status=bounce.status)
         return False
     code = bounce.status or "5.0.0"
-    if row.status == MessageStatus.FAILED:
-        return False  # the MTA repeating its report, or the provider got there first
     changed = record_provider_status(
         session, row.provider_id, MessageStatus.FAILED, now=now, error=f"bounced {code}"
     )

@@ -535,9 +535,9 @@ def record_provider_status(
             return False
         row.provider_id = provider_id
         row.sent_at = now
-    if row is None or _STATUS_RANK[status] < _STATUS_RANK[row.status]:
-        return False
-    if _STATUS_RANK[status] == _STATUS_RANK[row.status] and status != row.status:
+    if row is None or row.status == status or _STATUS_RANK[status] < _STATUS_RANK[row.status]:
+        return False  # a repeated callback (or bounce report) changes nothing
+    if _STATUS_RANK[status] == _STATUS_RANK[row.status]:
         return False  # delivered and failed are both final: the first one wins
     row.status = status
     if status == M.DELIVERED:
