@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, joinedload, selectinload
 
 from campaigns import pacing
 from campaigns.composer import compose_step
-from campaigns.enrollments import apply_outcomes, clock_of, pacing_state, rules_of, shape_of
+from campaigns.enrollments import apply_outcomes, clock_of, pacing_state, version_facts
 from campaigns.enums import Channel, MessageStatus
 from campaigns.logs import get_logger
 from campaigns.models import Enrollment, OutboxMessage, ProgramVersion
@@ -80,8 +80,7 @@ def process_batch(
     """
     patient_ids = {e.patient_id for e in enrollments}
     consents = latest_consents(session, patient_ids)
-    facts: dict[int, tuple[pacing.PacingRules, pacing.ProgramShape]] = {}
-    outcomes = [(e, _decide(rt, e, consents, facts, now=now)) for e in enrollments]
+    outcomes = [(e, _decide(rt, session, e, consents, now=now)) for e in enrollments]
     apply_outcomes(session, outcomes, actor=ACTOR, now=now)
     sending = [(e, o.send) for e, o in outcomes if o.send is not None]
     scores = recent_scores(session, {e.patient_id for e, _ in sending})
@@ -91,23 +90,20 @@ def process_batch(
 
 def _decide(
     rt: Runtime,
+    session: Session,
     enrollment: Enrollment,
     consents: Mapping[tuple[int, Channel], bool],
-    facts: dict[int, tuple[pacing.PacingRules, pacing.ProgramShape]],
     *,
     now: datetime,
 ) -> pacing.Outcome:
-    """Pacing's decision for one enrollment; ``facts`` caches each version's rules and shape."""
+    """Pacing's decision for one enrollment."""
     patient = enrollment.patient
     channel = patient.preferred_channel
     if not consents.get((patient.id, channel), False):
         return pacing.opt_out(pacing_state(enrollment), f"no {channel.value} consent")
-    version = enrollment.version
-    if version.id not in facts:
-        facts[version.id] = (rules_of(version), shape_of(version))
-    rules, shape = facts[version.id]
+    facts = version_facts(session, enrollment.version)
     outcome = pacing.advance(
-        pacing_state(enrollment), rules, shape, clock_of(patient, rt.window), now=now
+        pacing_state(enrollment), facts.rules, facts.shape, clock_of(patient, rt.window), now=now
     )
     due = outcome.state.next_due_at
     if due is not None and due <= now:  # pacing did not move it forward: retry later
