@@ -23,6 +23,18 @@ _RAW = (
 )
 
 
+def _decrypted(
+    keys: FieldKeys, phone_token: str | None, email_token: str | None
+) -> tuple[str | None, str | None] | None:
+    """(phone, email) from their stored tokens, or None if these keys cannot open them."""
+    try:
+        phone = keys.decrypt(phone_token) if phone_token else None
+        email = keys.decrypt(email_token) if email_token else None
+    except FieldKeyError:
+        return None
+    return phone, email
+
+
 @dataclass
 class RotationResult:
     patients: int = 0
@@ -44,12 +56,11 @@ def reencrypt_patients(
                 return result
             rows = []
             for pid, phone_token, email_token in raw:
-                try:
-                    phone = keys.decrypt(phone_token) if phone_token else None
-                    email = keys.decrypt(email_token) if email_token else None
-                except FieldKeyError:
+                contacts = _decrypted(keys, phone_token, email_token)
+                if contacts is None:
                     result.unreadable.append(pid)
                     continue
+                phone, email = contacts
                 rows.append(
                     {"id": pid, "phone_e164": phone, "email": email}
                     | Patient.lookup_columns(phone, email)
@@ -66,14 +77,13 @@ def check_newest(session: Session, keys: FieldKeys) -> str | None:
     if row is None:
         return None
     pid, phone_token, email_token = row
-    try:
-        phone = keys.decrypt(phone_token) if phone_token else None
-        email = keys.decrypt(email_token) if email_token else None
-    except FieldKeyError:
+    contacts = _decrypted(keys, phone_token, email_token)
+    if contacts is None:
         return (
             f"patient {pid}'s contacts do not decrypt with CAMPAIGNS_DATA_KEYS: "
             "is it the key set this database was written with?"
         )
+    phone, email = contacts
     stored = session.execute(
         select(Patient.phone_hash, Patient.email_hash).where(Patient.id == pid)
     ).one()
