@@ -37,16 +37,16 @@ from twilio.request_validator import RequestValidator
 
 from bench.common import (
     BENCH_NOW,
-    KEY_VARIABLES,
-    SECRET,
-    TEMPLATES,
     TWILIO_TOKEN,
     WORK_DIR,
     Figure,
     bench_runtime,
+    child_env,
+    child_output,
     fresh_database,
     parse_size,
     percentile,
+    stop,
 )
 from bench.datagen import phone_of, populate
 from campaigns.enums import Channel
@@ -193,21 +193,12 @@ def _free_port() -> int:
 
 def server_env(url: str, data_dir: Path) -> dict[str, str]:
     """Settings for the server process: Twilio webhooks on, file transports, bench secrets."""
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith("CAMPAIGNS_") or k in KEY_VARIABLES
-    }
-    repo = str(Path(__file__).resolve().parent.parent)
-    env.update(
-        PYTHONPATH=repo + os.pathsep + env.get("PYTHONPATH", ""),
-        CAMPAIGNS_ENVIRONMENT="test",
-        CAMPAIGNS_DATABASE_URL=url,
-        CAMPAIGNS_DATA_DIR=str(data_dir),
-        CAMPAIGNS_TEMPLATES_DIR=str(TEMPLATES),
-        CAMPAIGNS_SECRET_KEY=SECRET,
+    return child_env(
+        data_dir,
+        url,
         CAMPAIGNS_TWILIO_AUTH_TOKEN=TWILIO_TOKEN,
         CAMPAIGNS_PUBLIC_BASE_URL=PUBLIC,
     )
-    return env
 
 
 @contextmanager
@@ -221,10 +212,7 @@ def server(factory: str, url: str, log_path: Path) -> Iterator[str]:
         python, "-m", "uvicorn", factory, "--factory", "--host", "127.0.0.1",
         "--port", str(port), "--no-access-log", "--log-level", "warning",
     ]  # fmt: skip
-    # The server's own output is discarded unless asked for: a traceback can quote SQL
-    # parameters, i.e. (synthetic) phone numbers or message bodies.
-    keep = os.environ.get("BENCH_KEEP_SERVER_LOG") == "1"
-    with log_path.open("ab") if keep else open(os.devnull, "wb") as log:
+    with child_output(log_path) as log:
         proc = subprocess.Popen(cmd, env=server_env(url, data_dir), stdout=log, stderr=log)
     base = f"http://127.0.0.1:{port}"
     hint = f"(BENCH_KEEP_SERVER_LOG=1 keeps its output in {log_path})"
@@ -243,12 +231,7 @@ def server(factory: str, url: str, log_path: Path) -> Iterator[str]:
             time.sleep(0.1)
         yield base
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc, 10)
 
 
 def naive_app() -> FastAPI:

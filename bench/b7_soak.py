@@ -40,16 +40,16 @@ from sqlalchemy import Table, bindparam, select, update
 
 from bench.common import (
     BENCH_NOW,
-    KEY_VARIABLES,
     REDIS_URL,
-    SECRET,
-    TEMPLATES,
     WORK_DIR,
     Figure,
     bench_runtime,
+    child_env,
+    child_output,
     fresh_database,
     parse_size,
     quiet_logs,
+    stop,
 )
 from bench.datagen import populate, version_of
 from campaigns.enrollments import rules_of, shape_of
@@ -325,20 +325,8 @@ def _children(pid: int) -> list[int]:
 
 
 def _celery_env(work: Path) -> dict[str, str]:
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith("CAMPAIGNS_") or k in KEY_VARIABLES
-    }
-    repo = str(Path(__file__).resolve().parent.parent)
-    env.update(
-        PYTHONPATH=repo + os.pathsep + env.get("PYTHONPATH", ""),
-        CAMPAIGNS_ENVIRONMENT="test",
-        CAMPAIGNS_BROKER_URL=REDIS_URL,
-        CAMPAIGNS_DATA_DIR=str(work),
-        CAMPAIGNS_DATABASE_URL=f"sqlite:///{work / 'celery.db'}",
-        CAMPAIGNS_TEMPLATES_DIR=str(TEMPLATES),
-        CAMPAIGNS_SECRET_KEY=SECRET,
-    )
-    return env
+    database = f"sqlite:///{work / 'celery.db'}"
+    return child_env(work, database, CAMPAIGNS_BROKER_URL=REDIS_URL)
 
 
 #: Keys kombu's Redis transport creates for the ``sends`` queue; deleted afterwards.
@@ -372,9 +360,7 @@ def eta_baseline(tasks: int, work: Path, countdown_days: int = 30) -> dict[str, 
         python, "-m", "celery", "-A", "worker.app", "worker", "-Q", "sends", "-c", "1",
         "--without-heartbeat", "--without-gossip", "--without-mingle", "-l", "WARNING",
     ]  # fmt: skip
-    # Discarded unless asked for, like the B6 server's output.
-    keep = os.environ.get("BENCH_KEEP_SERVER_LOG") == "1"
-    with (work / "celery.log").open("ab") if keep else open(os.devnull, "wb") as log:
+    with child_output(work / "celery.log") as log:
         proc = subprocess.Popen(cmd, env=_celery_env(work), stdout=log, stderr=log)
     try:
         idle = _wait_stable(proc.pid, lambda: r.exists("_kombu.binding.sends") > 0, 60)
@@ -395,12 +381,7 @@ def eta_baseline(tasks: int, work: Path, countdown_days: int = 30) -> dict[str, 
         children = sum(rss_mb(c)[0] for c in _children(proc.pid))
         app.close()
     finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc, 30)
         r.delete(*CELERY_KEYS, *r.scan_iter("_kombu.binding*"))
         r.close()
     return {

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import statistics
+import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -12,7 +13,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import IO, Any, Literal
 
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
@@ -208,6 +209,42 @@ def bench_runtime(url: str, **overrides: Any) -> Runtime:
         },
         limiter=None,
     )
+
+
+def child_env(data_dir: Path, database_url: str, **settings: str) -> dict[str, str]:
+    """Environment for a server or worker the bench starts: none of the caller's
+    ``CAMPAIGNS_*`` settings but the run's patient keys, this checkout importable, and the
+    bench's own secrets; ``settings`` adds more ``CAMPAIGNS_*`` variables."""
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith("CAMPAIGNS_") or k in KEY_VARIABLES
+    }
+    env.update(
+        PYTHONPATH=str(REPO_ROOT) + os.pathsep + env.get("PYTHONPATH", ""),
+        CAMPAIGNS_ENVIRONMENT="test",
+        CAMPAIGNS_DATABASE_URL=database_url,
+        CAMPAIGNS_DATA_DIR=str(data_dir),
+        CAMPAIGNS_TEMPLATES_DIR=str(TEMPLATES),
+        CAMPAIGNS_SECRET_KEY=SECRET,
+        **settings,
+    )
+    return env
+
+
+def child_output(log_path: Path) -> IO[bytes]:
+    """Where a child's output goes: nowhere unless ``BENCH_KEEP_SERVER_LOG=1``, because a
+    traceback can quote SQL parameters (synthetic phone numbers, message bodies)."""
+    if os.environ.get("BENCH_KEEP_SERVER_LOG") == "1":
+        return log_path.open("ab")
+    return open(os.devnull, "wb")
+
+
+def stop(proc: subprocess.Popen[bytes], timeout: float) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def quiet_logs() -> None:

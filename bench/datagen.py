@@ -14,7 +14,7 @@ from sqlalchemy.orm import selectinload
 
 from bench.common import PROGRAM_DIR, TEMPLATES
 from campaigns import field_crypto
-from campaigns.models import ProgramVersion
+from campaigns.models import Patient, ProgramVersion
 from campaigns.programs import load_folder, store_version
 from campaigns.runtime import Runtime
 
@@ -75,9 +75,10 @@ def patient_rows(start: int, n: int, *, now: datetime, spread: bool) -> Iterator
     for i in range(start, start + n):
         sms = i % 5 != 0
         email, phone = f"p{i}@example.org", phone_of(i)
+        lookups = Patient.lookup_columns(phone, email)
         yield (
             i, f"Pat{i}", "Bench", keys.encrypt(email), keys.encrypt(phone),
-            keys.lookup_hash("email", email), keys.lookup_hash("phone", phone), phone[-4:],
+            lookups["email_hash"], lookups["phone_hash"], lookups["phone_last4"],
             ZONES[i % len(ZONES)], "sms" if sms else "email", _send_time(i, spread),
             f"bench-{i}", now,
         )  # fmt: skip
