@@ -47,6 +47,43 @@ def serve(app: FastAPI, port: int | None = None) -> Iterator[str]:
         thread.join(10)
 
 
+def _celery_env(settings: Settings, extra_env: dict[str, str] | None) -> dict[str, str]:
+    return {
+        **os.environ,
+        "CAMPAIGNS_DATA_DIR": str(settings.data_dir),
+        "CAMPAIGNS_DATABASE_URL": settings.resolved_database_url,
+        "CAMPAIGNS_BROKER_URL": settings.resolved_broker_url,
+        "CAMPAIGNS_SECRET_KEY": "test-secret-key-that-is-long-enough-000000",
+        **(extra_env or {}),
+    }
+
+
+@contextmanager
+def _celery(
+    args: list[str],
+    settings: Settings,
+    log_path: Path,
+    extra_env: dict[str, str] | None,
+    new_session: bool = False,
+) -> Iterator[subprocess.Popen[bytes]]:
+    command = [sys.executable, "-m", "celery", "-A", "worker.app", *args]
+    with log_path.open("w") as log:
+        proc = subprocess.Popen(
+            command,
+            cwd=REPO,
+            env=_celery_env(settings, extra_env),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=new_session,
+        )
+        try:
+            yield proc
+        finally:
+            if proc.poll() is None:
+                proc.terminate()
+            proc.wait(30)
+
+
 @contextmanager
 def celery_worker(
     settings: Settings,
@@ -61,29 +98,17 @@ def celery_worker(
     ``new_session`` puts the worker and its pool children in their own process group, so a
     test can ``os.killpg`` all of them at once; ``extra_env`` adds ``CAMPAIGNS_*`` variables.
     """
-    env = {
-        **os.environ,
-        "CAMPAIGNS_DATA_DIR": str(settings.data_dir),
-        "CAMPAIGNS_DATABASE_URL": settings.resolved_database_url,
-        "CAMPAIGNS_BROKER_URL": settings.resolved_broker_url,
-        "CAMPAIGNS_SECRET_KEY": "test-secret-key-that-is-long-enough-000000",
-        **(extra_env or {}),
-    }
-    command = [sys.executable, "-m", "celery", "-A", "worker.app", "worker", "-Q",
-               QUEUES, "-c", str(concurrency), "--loglevel=INFO",
-               "--without-gossip", "--without-mingle"]  # fmt: skip
-    with log_path.open("w") as log:
-        proc = subprocess.Popen(
-            command,
-            cwd=REPO,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=new_session,
-        )
-        try:
-            yield proc
-        finally:
-            if proc.poll() is None:
-                proc.terminate()
-            proc.wait(30)
+    args = ["worker", "-Q", QUEUES, "-c", str(concurrency), "--loglevel=INFO",
+            "--without-gossip", "--without-mingle"]  # fmt: skip
+    with _celery(args, settings, log_path, extra_env, new_session) as proc:
+        yield proc
+
+
+@contextmanager
+def celery_beat(
+    settings: Settings, log_path: Path, *, extra_env: dict[str, str] | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    """A real ``celery beat`` process, its schedule file beside its log."""
+    args = ["beat", "-s", str(log_path.with_suffix(".schedule")), "--loglevel=INFO"]
+    with _celery(args, settings, log_path, extra_env) as proc:
+        yield proc

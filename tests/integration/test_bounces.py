@@ -11,9 +11,10 @@ from campaigns.email_headers import EmailIdentity, bounce_address
 from campaigns.enums import AlertKind, MessageStatus
 from campaigns.models import Alert, OutboxMessage
 from campaigns.runtime import Runtime
-from tests.integration.test_inbound_email import base, clinic, post, sent_email
+from tests.email_support import base, clinic
+from tests.integration.test_inbound_email import post, sent_email
 
-__all__ = ["base", "clinic"]  # fixtures shared with the reply tests
+__all__ = ["base", "clinic"]  # fixtures from tests.email_support
 
 
 def report(

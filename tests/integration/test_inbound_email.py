@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email import policy
 from email.message import EmailMessage
@@ -22,31 +22,20 @@ from campaigns.email_text import html_to_text, new_words
 from campaigns.enums import Channel, EnrollmentState, MessagePurpose, MessageStatus, StepKind
 from campaigns.logs import configure
 from campaigns.models import Consent, Enrollment, InboundReply, OutboxMessage, Patient, ProgramStep
-from campaigns.outbox import deliver
 from campaigns.runtime import Runtime
-from campaigns.scheduler import tick
 from campaigns.web.app import create_app
+from tests.email_support import base, clinic, send_due
 from tests.factories import load_program, make_enrollment
 from tests.fakes.mail_clients import CLIENTS, gmail
 from tests.fakes.smtp_server import INBOUND_SECRET, Received, configure_email, smtp_server
 from tests.servers import serve
 
+__all__ = ["base", "clinic"]  # fixtures from tests.email_support
+
 MONDAY = datetime(2026, 3, 2, 5, 0, tzinfo=UTC)  # 00:00 in New York
 DAY1_SEND = MONDAY + timedelta(hours=10)
 URL = "/webhooks/email/inbound"
 RFC822 = {"Content-Type": "message/rfc822"}
-
-
-@pytest.fixture
-def clinic(rt: Runtime) -> Runtime:
-    configure_email(rt)
-    return rt
-
-
-@pytest.fixture
-def base(clinic: Runtime) -> Iterator[str]:
-    with serve(create_app(clinic)) as url:
-        yield url
 
 
 @pytest.fixture
@@ -68,14 +57,6 @@ def basic(password: str, user: str = "mailgun") -> dict[str, str]:
 
 def post(base: str, raw: bytes, headers: dict[str, str] | None = None) -> httpx.Response:
     return httpx.post(f"{base}{URL}", content=raw, headers=bearer() if headers is None else headers)
-
-
-def send_due(rt: Runtime, now: datetime) -> list[int]:
-    def dispatch(ids: Sequence[int]) -> None:
-        for outbox_id in ids:
-            deliver(rt, outbox_id, now=now)
-
-    return tick(rt, now=now, dispatch=dispatch).planned
 
 
 def sent_email(rt: Runtime) -> tuple[int, int, EmailMessage]:

@@ -9,12 +9,9 @@ each sent once, never outside the send window.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections import Counter, defaultdict
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from datetime import UTC, date, datetime, time, timedelta
 from functools import partial
 from pathlib import Path
@@ -30,10 +27,9 @@ from campaigns.heartbeats import TICK, last_beat
 from campaigns.models import Enrollment, OutboxMessage, Patient, ProgramStep, ProgramVersion
 from campaigns.programs import load_folder, store_version
 from campaigns.runtime import Runtime
-from config.settings import Settings
 from tests.conftest import REPO
 from tests.faults_support import delivered_sends, private_redis, wait_for
-from tests.servers import celery_worker
+from tests.servers import celery_beat, celery_worker
 
 PATIENTS = 1000
 #: Thursday 04:30 UTC: night in every zone below, so nobody is "late today" at enrolment;
@@ -111,28 +107,6 @@ def _hour_done(rt: Runtime, now: datetime) -> bool:
     return due == 0 and pending == 0
 
 
-@contextmanager
-def beat_process(settings: Settings, log: Path, env: dict[str, str]) -> Iterator[None]:
-    schedule = log.with_suffix(".schedule")
-    full_env = {
-        **os.environ,
-        "CAMPAIGNS_DATA_DIR": str(settings.data_dir),
-        "CAMPAIGNS_DATABASE_URL": settings.resolved_database_url,
-        "CAMPAIGNS_BROKER_URL": settings.resolved_broker_url,
-        **env,
-    }
-    command = [sys.executable, "-m", "celery", "-A", "worker.app", "beat", "-s", str(schedule),
-               "--loglevel=INFO"]  # fmt: skip
-    with log.open("w") as out:
-        proc = subprocess.Popen(command, cwd=REPO, env=full_env, stdout=out,
-                                stderr=subprocess.STDOUT)  # fmt: skip
-    try:
-        yield
-    finally:
-        proc.terminate()
-        proc.wait(30)
-
-
 @pytest.mark.timeout(900)
 def test_two_beats_three_workers_one_simulated_week(rt: Runtime, tmp_path: Path) -> None:
     _enrol_everyone(rt)
@@ -154,7 +128,7 @@ def test_two_beats_three_workers_one_simulated_week(rt: Runtime, tmp_path: Path)
         for log in worker_logs:
             stack.enter_context(celery_worker(settings, log, concurrency=1, extra_env=env))
         for log in beat_logs:
-            stack.enter_context(beat_process(settings, log, env))
+            stack.enter_context(celery_beat(settings, log, extra_env=env))
         for _ in range(HOURS):
             now = (now + timedelta(hours=1)).replace(minute=0)
             write_clock_file(clock, now)

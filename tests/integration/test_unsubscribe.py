@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from email import policy
 from email.message import EmailMessage
@@ -11,44 +10,24 @@ from email.parser import BytesParser
 from urllib.parse import unquote
 
 import httpx
-import pytest
 import time_machine
 from sqlalchemy import select
 
 from campaigns.enums import Channel, EnrollmentState
 from campaigns.models import Consent, Enrollment, Event
-from campaigns.outbox import deliver
 from campaigns.runtime import Runtime
-from campaigns.scheduler import tick
 from campaigns.tokens import UNSUBSCRIBE_MAX_AGE, unsubscribe_token
 from campaigns.web.app import create_app
+from tests.email_support import base, clinic, send_due
 from tests.factories import load_program, make_enrollment
 from tests.fakes.smtp_server import INBOUND_SECRET, configure_email
 from tests.servers import serve
 
+__all__ = ["base", "clinic"]  # fixtures from tests.email_support
+
 MONDAY = datetime(2026, 3, 2, 5, 0, tzinfo=UTC)  # 00:00 in New York
 DAY1_SEND = MONDAY + timedelta(hours=10)
 ONE_CLICK = {"List-Unsubscribe": "One-Click"}
-
-
-@pytest.fixture
-def clinic(rt: Runtime) -> Runtime:
-    configure_email(rt)
-    return rt
-
-
-@pytest.fixture
-def base(clinic: Runtime) -> Iterator[str]:
-    with serve(create_app(clinic)) as url:
-        yield url
-
-
-def send_due(rt: Runtime, now: datetime) -> list[int]:
-    def dispatch(ids: Sequence[int]) -> None:
-        for outbox_id in ids:
-            deliver(rt, outbox_id, now=now)
-
-    return tick(rt, now=now, dispatch=dispatch).planned
 
 
 def emailed_patient(rt: Runtime) -> tuple[int, EmailMessage]:
