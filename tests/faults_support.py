@@ -21,16 +21,23 @@ _REDIS = ["redis-server", "--bind", "127.0.0.1", "--save", "", "--appendonly", "
 
 
 def wait_for(
-    probe: Callable[[], T], *, timeout: float, interval: float = 0.05, what: str = "condition"
+    probe: Callable[[], T],
+    *,
+    timeout: float,
+    interval: float = 0.05,
+    what: str = "condition",
+    state: Callable[[], object] | None = None,
 ) -> T:
-    """Poll ``probe`` until it returns something truthy; fail after ``timeout`` seconds."""
+    """Poll ``probe`` until it returns something truthy; fail after ``timeout`` seconds,
+    with what ``state`` reports, so a timeout in CI says where things stood."""
     deadline = time.monotonic() + timeout
     while True:
         value = probe()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+            seen = f"; state: {state()}" if state is not None else ""
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}{seen}")
         time.sleep(interval)
 
 

@@ -6,15 +6,20 @@ from celery import Celery
 
 from config.beat import POLL_INBOX_TASK, RETENTION_TASK, SWEEP_TASK, TICK_TASK, beat_schedule
 from config.settings import Settings, get_settings
+from worker.broker import TRANSPORT as REDIS_TRANSPORT
 
 SEND_TASK = "campaigns.send"
 SEND_BATCH_TASK = "campaigns.send_batch"
 
 
+def _is_redis(broker_url: str) -> bool:
+    return broker_url.startswith(("redis://", "rediss://"))
+
+
 def _transport_options(broker_url: str) -> dict[str, int]:
     """Redis redelivers unacked tasks after the visibility timeout; kombu's SQLAlchemy
     transport passes options to ``create_engine``, which rejects it."""
-    if broker_url.startswith(("redis://", "rediss://")):
+    if _is_redis(broker_url):
         return {"visibility_timeout": 3600}
     return {}
 
@@ -31,6 +36,7 @@ def create_app(settings: Settings | None = None) -> Celery:
         worker_prefetch_multiplier=1,
         worker_hijack_root_logger=False,
         broker_connection_retry_on_startup=True,
+        broker_transport=REDIS_TRANSPORT if _is_redis(settings.resolved_broker_url) else None,
         broker_transport_options=_transport_options(settings.resolved_broker_url),
         timezone="UTC",
         enable_utc=True,

@@ -206,8 +206,18 @@ def test_redis_restart_mid_run_sends_each_message_once(rt: Runtime, tmp_path: Pa
                     now = _statuses(rt)
                     return not (_ids_with(now, M.PLANNED) | _ids_with(now, M.SENDING))
 
+                def state() -> str:
+                    tail = log.read_text().splitlines()[-40:]
+                    return f"{Counter(_statuses(rt).values())}; worker log tail:\n" + "\n".join(
+                        tail
+                    )
+
                 wait_for(
-                    settled, timeout=180, interval=1.0, what="the worker to reconnect and send"
+                    settled,
+                    timeout=180,
+                    interval=1.0,
+                    what="the worker to reconnect and send",
+                    state=state,
                 )
                 assert proc.poll() is None, "the same worker process reconnected"
                 _kill_group(proc)

@@ -47,3 +47,9 @@ def test_workers_scale_and_use_the_queues_the_app_routes_to() -> None:
     assert QUEUES in worker["command"]
     routed = {route["queue"] for route in create_app().conf.task_routes.values()}
     assert routed | {"default"} == set(QUEUES.split(",")), "every routed queue is consumed"
+
+
+def test_long_running_processes_come_back_after_a_crash_or_reboot() -> None:
+    for name in ("postgres", "redis", "web", "worker", "beat"):
+        assert SERVICES[name].get("restart") == "unless-stopped", name
+    assert SERVICES["migrate"]["restart"] == "no", "migrations run once"
