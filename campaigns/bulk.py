@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
-from campaigns import pacing
+from campaigns import field_crypto, pacing
 from campaigns.enrollments import clock_of, rules_of
 from campaigns.enums import Channel
 from campaigns.models import Consent, Enrollment, Event, Patient, ProgramVersion
@@ -48,12 +48,16 @@ class Checked:
         return cls(line, data, Patient.lookup_columns(data.phone, data.email))
 
     def identities(self) -> list[tuple[str, str]]:
-        """What no two patients may share, as (kind, value); contacts by their lookup hash."""
-        pairs = (
+        """What no two patients may share, as (kind, value); contacts by their lookup hash,
+        and during a lookup-key rotation by their hash under the older keys too."""
+        keys = field_crypto.active()
+        pairs = [
             ("external_ref", self.data.external_ref),
             ("phone", self.lookups["phone_hash"]),
             ("email", self.lookups["email_hash"]),
-        )
+        ]
+        for kind, value in (("phone", self.data.phone), ("email", self.data.email)):
+            pairs += [(kind, h) for h in keys.retired_hashes(kind, value)] if value else []
         return [(kind, value) for kind, value in pairs if value]
 
 

@@ -29,16 +29,22 @@ class FieldKeyError(RuntimeError):
     """Keys are missing, malformed, or do not open the stored data: stop, never guess."""
 
 
+def _split(keys: str) -> list[str]:
+    return [k.strip() for k in keys.split(",") if k.strip()]
+
+
 @dataclass(frozen=True)
 class FieldKeys:
     fernet: MultiFernet
-    lookup: bytes
+    #: Newest first: hashes are written with the first, lookups match under any of them, so a
+    #: patient is still found while ``campaigns keys reencrypt`` re-hashes under a new key.
+    lookups: tuple[bytes, ...]
     #: How many data keys are configured; more than one means a rotation is under way.
     data_key_count: int
 
     @classmethod
-    def parse(cls, data_keys: str, lookup_key: str) -> FieldKeys:
-        parts = [k.strip() for k in data_keys.split(",") if k.strip()]
+    def parse(cls, data_keys: str, lookup_keys: str) -> FieldKeys:
+        parts = _split(data_keys)
         if not parts:
             raise FieldKeyError(f"{ENV_PREFIX}DATA_KEYS is empty")
         try:
@@ -48,9 +54,12 @@ class FieldKeys:
                 f"{ENV_PREFIX}DATA_KEYS must be comma-separated Fernet keys "
                 "(32 url-safe base64 bytes; `campaigns keys new` prints some)"
             ) from exc
-        if len(lookup_key) < 32:
-            raise FieldKeyError(f"{ENV_PREFIX}LOOKUP_KEY must be at least 32 characters")
-        return cls(MultiFernet(fernets), lookup_key.encode(), len(fernets))
+        lookups = _split(lookup_keys)
+        if not lookups or any(len(k) < 32 for k in lookups):
+            raise FieldKeyError(
+                f"{ENV_PREFIX}LOOKUP_KEY must be comma-separated keys of at least 32 characters"
+            )
+        return cls(MultiFernet(fernets), tuple(k.encode() for k in lookups), len(fernets))
 
     @classmethod
     def from_settings(cls, settings: Settings) -> FieldKeys:
@@ -84,10 +93,14 @@ class FieldKeys:
         except InvalidToken as exc:
             raise FieldKeyError("a stored value is not readable with any configured key") from exc
 
-    def lookup_hash(self, kind: str, value: str) -> str:
+    def lookup_hash(self, kind: str, value: str, *, key: int = 0) -> str:
         """``kind`` separates domains, so a phone hash never equals an email hash."""
         message = f"{kind}:{normalise(kind, value)}".encode()
-        return hmac.new(self.lookup, message, hashlib.sha256).hexdigest()
+        return hmac.new(self.lookups[key], message, hashlib.sha256).hexdigest()
+
+    def retired_hashes(self, kind: str, value: str) -> list[str]:
+        """The value's hashes under the older lookup keys (none outside a rotation)."""
+        return [self.lookup_hash(kind, value, key=i) for i in range(1, len(self.lookups))]
 
 
 def normalise(kind: str, value: str) -> str:
@@ -121,6 +134,12 @@ def phone_hash(value: str | None) -> str | None:
 
 def email_hash(value: str | None) -> str | None:
     return active().lookup_hash("email", value) if value else None
+
+
+def all_hashes(kind: str, value: str) -> list[str]:
+    """Every hash a stored row may carry for ``value``: the newest key's, then older ones."""
+    keys = active()
+    return [keys.lookup_hash(kind, value), *keys.retired_hashes(kind, value)]
 
 
 class EncryptedText(TypeDecorator[str]):

@@ -87,10 +87,17 @@ def check_newest(session: Session, keys: FieldKeys) -> str | None:
     stored = session.execute(
         select(Patient.phone_hash, Patient.email_hash).where(Patient.id == pid)
     ).one()
-    expected = Patient.lookup_columns(phone, email)
-    if (expected["phone_hash"], expected["email_hash"]) != tuple(stored):
+
+    def hashed(key: int) -> tuple[str | None, str | None]:
+        return (
+            keys.lookup_hash("phone", phone, key=key) if phone else None,
+            keys.lookup_hash("email", email, key=key) if email else None,
+        )
+
+    if tuple(stored) not in [hashed(i) for i in range(len(keys.lookups))]:
         return (
             "lookup hashes were made with another CAMPAIGNS_LOOKUP_KEY, so replies will not "
-            "find their patient: restore the old key or run `campaigns keys reencrypt`"
+            "find their patient: restore the old key, or list it after the new one "
+            "(CAMPAIGNS_LOOKUP_KEY=new,old) and run `campaigns keys reencrypt`"
         )
     return None

@@ -46,7 +46,7 @@ from campaigns.enums import (
     StepKind,
     Track,
 )
-from campaigns.field_crypto import EncryptedText, email_hash, phone_hash
+from campaigns.field_crypto import EncryptedText, all_hashes, email_hash, phone_hash
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -147,11 +147,11 @@ class Patient(Base):
 
     @classmethod
     def has_phone(cls, phone: str) -> ColumnElement[bool]:
-        return cls.phone_hash == phone_hash(phone)
+        return cls.phone_hash.in_(all_hashes("phone", phone))
 
     @classmethod
     def has_email(cls, email: str) -> ColumnElement[bool]:
-        return cls.email_hash == email_hash(email)
+        return cls.email_hash.in_(all_hashes("email", email))
 
 
 class Consent(Base):

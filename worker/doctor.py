@@ -164,11 +164,16 @@ def check_patient_keys(rt: Runtime) -> Check:
             f"using a generated development key in {rt.settings.data_dir}; set "
             "CAMPAIGNS_DATA_KEYS and CAMPAIGNS_LOOKUP_KEY (`campaigns keys new`)",
         )
-    if keys.data_key_count > 1:
+    rotating = [
+        f"{count} {name} keys"
+        for name, count in (("data", keys.data_key_count), ("lookup", len(keys.lookups)))
+        if count > 1
+    ]
+    if rotating:
         return Check(
             "patient keys",
             Verdict.WARN,
-            f"{keys.data_key_count} data keys configured: after `campaigns keys reencrypt`, "
+            f"{' and '.join(rotating)} configured: after `campaigns keys reencrypt`, "
             "drop all but the first",
         )
     return Check("patient keys", Verdict.OK, "contacts decrypt and lookup hashes match")

@@ -124,15 +124,29 @@ def test_migration_encrypts_existing_rows_and_downgrade_restores_them(
 def test_rotating_both_keys_retires_the_old_ones(rt: Runtime, keys_restored: None) -> None:
     pids = [make_patient(rt, now=NOW) for _ in range(3)]
     before = [_contacts(rt, p) for p in pids]
+    phone, email = before[0]
+    assert phone and email
     old = field_crypto.active()
     new_data = Fernet.generate_key().decode()
     old_data = rt.settings.data_keys.get_secret_value() if rt.settings.data_keys else ""
+    old_lookup = rt.settings.lookup_key.get_secret_value() if rt.settings.lookup_key else ""
     field_crypto.install(FieldKeys.parse(f"{new_data},{old_data}", "n" * 40))
     with rt.session() as session:
-        assert find_by_phone(session, before[0][0] or "") is None, "old hashes, new lookup key"
+        assert find_by_phone(session, phone) is None, "old hashes, only the new lookup key"
+    field_crypto.install(FieldKeys.parse(f"{new_data},{old_data}", f"{'n' * 40},{old_lookup}"))
+    with rt.session() as session:  # mid-rotation: a STOP from this phone still finds them
+        found = find_by_phone(session, phone)
+        assert found is not None and found.id == pids[0]
+        twin = Enrolment(first_name="Twin", phone=phone, email=email, program="mini",
+                         timezone="America/New_York", channel="sms", consent_sms=True)  # fmt: skip
+        assert set(check_duplicates(session, twin)) == {"phone", "email"}
+    rotating = check_patient_keys(rt)
+    assert rotating.verdict == Verdict.WARN
+    assert "2 data keys and 2 lookup keys" in rotating.detail
     result = reencrypt_patients(rt.session, field_crypto.active(), chunk=2)
     assert (result.patients, result.unreadable) == (3, [])
     field_crypto.install(FieldKeys.parse(new_data, "n" * 40))
+    assert check_patient_keys(rt).verdict == Verdict.OK
     assert [_contacts(rt, p) for p in pids] == before
     with rt.session() as session:
         assert all(find_by_phone(session, phone or "") for phone, _ in before)
@@ -140,6 +154,27 @@ def test_rotating_both_keys_retires_the_old_ones(rt: Runtime, keys_restored: Non
         for token in tokens:
             with pytest.raises(field_crypto.FieldKeyError):
                 old.decrypt(token)
+
+
+def test_bulk_enrolment_sees_patients_hashed_under_the_previous_lookup_key(
+    rt: Runtime, keys_restored: None
+) -> None:
+    _, taken_email = _contacts(rt, make_patient(rt, now=NOW))
+    assert taken_email
+    data = rt.settings.data_keys.get_secret_value() if rt.settings.data_keys else ""
+    old_lookup = rt.settings.lookup_key.get_secret_value() if rt.settings.lookup_key else ""
+    field_crypto.install(FieldKeys.parse(data, f"{'n' * 40},{old_lookup}"))
+    version_id = load_program(rt)
+    with rt.session() as session:
+        version = session.get_one(ProgramVersion, version_id)
+        session.expunge(version)
+    rows = [{"first_name": "Row", "timezone": "America/Chicago", "channel": "sms",
+             "consent_sms": "true", "phone": "+16502539004", "email": taken_email}]  # fmt: skip
+    result = bulk_enroll(rt.session, rows, version, rt.window, by="test", now=NOW)
+    assert result.created == 0
+    assert [(e.line, e.message) for e in result.errors] == [
+        (2, "email already belongs to a patient")
+    ]
 
 
 def test_doctor_names_a_wrong_data_key_and_a_wrong_lookup_key(

@@ -48,6 +48,7 @@ def test_rotation_reads_old_tokens_and_writes_with_the_newest_key() -> None:
         ("not-a-key", "l" * 40, "DATA_KEYS"),
         ("", "l" * 40, "DATA_KEYS"),
         (Fernet.generate_key().decode(), "short", "LOOKUP_KEY"),
+        (Fernet.generate_key().decode(), "l" * 40 + ",short", "LOOKUP_KEY"),
     ],
 )
 def test_malformed_keys_name_the_variable(data: str, lookup: str, needle: str) -> None:
@@ -91,3 +92,14 @@ def test_production_refuses_to_start_without_keys(monkeypatch: pytest.MonkeyPatc
     monkeypatch.delenv("CAMPAIGNS_LOOKUP_KEY", raising=False)
     with pytest.raises(SettingsError, match="CAMPAIGNS_DATA_KEYS and CAMPAIGNS_LOOKUP_KEY"):
         load_settings()
+
+
+def test_hashes_are_written_with_the_newest_lookup_key_and_found_under_any() -> None:
+    data = Fernet.generate_key().decode()
+    old = FieldKeys.parse(data, "o" * 40)
+    rotating = FieldKeys.parse(data, f"{'n' * 40},{'o' * 40}")
+    new = FieldKeys.parse(data, "n" * 40)
+    phone = "+16505551234"
+    assert rotating.lookup_hash("phone", phone) == new.lookup_hash("phone", phone)
+    assert rotating.retired_hashes("phone", phone) == [old.lookup_hash("phone", phone)]
+    assert new.retired_hashes("phone", phone) == [], "no extra HMACs outside a rotation"
