@@ -13,7 +13,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, File, HTTPException, Path, Query, UploadFile, status
 from sqlalchemy.orm import Session
 
-from campaigns import alert_inbox, patient_export, staff
+from campaigns import alert_inbox, patient_export, patient_views, staff
 from campaigns.csv_import import FileRejected, import_csv
 from campaigns.enums import AlertStatus, EnrollmentState
 from campaigns.models import Alert, Enrollment, Patient, utcnow
@@ -68,7 +68,7 @@ def get_enrollment(session: Session, patient_id: Id) -> Enrollment:
 
 
 def pacing_out(enrollment: Enrollment) -> PacingOut:
-    view = staff.pacing_view(enrollment, enrollment.patient)
+    view = patient_views.pacing_view(enrollment, enrollment.patient)
     local = view.next_due_local
     return PacingOut(
         enrollment_id=enrollment.id,
@@ -93,14 +93,14 @@ def list_patients(
     in_flare: bool = False,
     needs_attention: bool = False,
 ) -> list[PatientOut]:
-    filters = staff.PatientFilters(
+    filters = patient_views.PatientFilters(
         q=q,
         program=program,
         state=state.value if state else "",
         in_flare=in_flare,
         needs_attention=needs_attention,
     )
-    return [PatientOut(**vars(row)) for row in staff.find_patients(session, filters)]
+    return [PatientOut(**vars(row)) for row in patient_views.find_patients(session, filters)]
 
 
 @router.post(

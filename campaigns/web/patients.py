@@ -11,7 +11,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from campaigns import patient_export, staff
+from campaigns import patient_export, patient_views, staff
 from campaigns.charts import CHART_CSS, pain_chart_svg
 from campaigns.csv_import import COLUMNS, MAX_ROWS, REQUIRED, FileRejected, import_csv
 from campaigns.enums import AlertStatus, Channel, EnrollmentState
@@ -57,9 +57,9 @@ def patient_list(
     needs_attention: bool = False,
 ) -> Response:
     state = state if state in {s.value for s in EnrollmentState} else ""
-    filters = staff.PatientFilters(q[:100], program[:64], state, in_flare, needs_attention)
+    filters = patient_views.PatientFilters(q[:100], program[:64], state, in_flare, needs_attention)
     context = {
-        "rows": staff.find_patients(session, filters),
+        "rows": patient_views.find_patients(session, filters),
         "filters": filters,
         "programs": _programs(session),
         "states": [s.value for s in EnrollmentState],
@@ -194,10 +194,10 @@ def _detail(
     context = {
         "patient": patient,
         "enrollment": enrollment,
-        "pacing": staff.pacing_view(enrollment, patient) if enrollment else None,
+        "pacing": patient_views.pacing_view(enrollment, patient) if enrollment else None,
         "chart": pain_chart_svg(session, enrollment, now=now) if enrollment else "",
         "chart_css": CHART_CSS,
-        "timeline": staff.timeline(session, patient),
+        "timeline": patient_views.timeline(session, patient),
         "versions": staff.other_versions(session, enrollment) if enrollment else [],
         "alerts": alerts,
         "message": message,

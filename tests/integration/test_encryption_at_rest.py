@@ -20,9 +20,10 @@ from campaigns.db import alembic_config
 from campaigns.field_crypto import FieldKeys
 from campaigns.key_rotation import reencrypt_patients
 from campaigns.models import Patient, ProgramVersion
+from campaigns.patient_views import PatientFilters, find_patients
 from campaigns.patients import find_by_phone
 from campaigns.runtime import Runtime
-from campaigns.staff import Enrolment, PatientFilters, check_duplicates, find_patients
+from campaigns.staff import Enrolment, check_duplicates
 from config.settings import get_settings
 from tests.factories import load_program, make_patient
 from worker.doctor import Verdict, check_patient_keys
