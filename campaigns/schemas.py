@@ -34,17 +34,6 @@ class ActionIn(BaseModel):
     note: str = Field(default="", max_length=200)
 
 
-class PatientOut(BaseModel):
-    id: int
-    name: str
-    external_ref: str | None
-    phone_last4: str
-    channel: str
-    program: str | None
-    state: str | None
-    needs_attention: bool
-
-
 class PacingOut(BaseModel):
     enrollment_id: int
     program: str

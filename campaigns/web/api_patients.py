@@ -26,7 +26,6 @@ from campaigns.schemas import (
     ImportReportOut,
     PacingOut,
     PatientDetailOut,
-    PatientOut,
     RowEnrolledOut,
     RowErrorOut,
 )
@@ -92,7 +91,7 @@ def list_patients(
     state: EnrollmentState | None = None,
     in_flare: bool = False,
     needs_attention: bool = False,
-) -> list[PatientOut]:
+) -> list[patient_views.PatientRow]:
     filters = patient_views.PatientFilters(
         q=q,
         program=program,
@@ -100,7 +99,7 @@ def list_patients(
         in_flare=in_flare,
         needs_attention=needs_attention,
     )
-    return [PatientOut(**vars(row)) for row in patient_views.find_patients(session, filters)]
+    return patient_views.find_patients(session, filters)
 
 
 @router.post(
