@@ -207,6 +207,8 @@ def _message_resource(account: str, sid: str, form: dict[str, str]) -> dict[str,
 
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
+    #: Keep-alive like api.twilio.com, so clients that reuse connections are measured so.
+    protocol_version = "HTTP/1.1"
 
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
