@@ -9,12 +9,14 @@ number, so they are not copied, and exceptions are re-raised ``from None``).
 from __future__ import annotations
 
 import math
+import os
 import threading
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 
 import requests
+from requests.utils import get_environ_proxies
 from twilio.base.exceptions import TwilioRestException, TwilioServiceException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
@@ -59,8 +61,15 @@ class BaseUrlHttpClient(TwilioHttpClient):  # type: ignore[misc]  # twilio ships
     """
 
     def __init__(self, base_url: str | None = None, *, timeout: float = REQUEST_TIMEOUT) -> None:
-        super().__init__(timeout=timeout)
-        self.base_url = base_url.rstrip("/") if base_url else None
+        base_url = base_url.rstrip("/") if base_url else None
+        # requests re-reads proxy and CA settings from the environment on every request
+        # (~0.5 ms of a ~3 ms call); a worker's environment does not change: read them once.
+        super().__init__(timeout=timeout, proxy=get_environ_proxies(base_url or TWILIO_API))
+        self.session.trust_env = False
+        self.session.verify = (
+            os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+        )
+        self.base_url = base_url
         self._local = threading.local()
 
     def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
@@ -85,8 +94,7 @@ class BaseUrlHttpClient(TwilioHttpClient):  # type: ignore[misc]  # twilio ships
         return value
 
     def close(self) -> None:
-        if self.session is not None:
-            self.session.close()
+        self.session.close()
 
 
 class TwilioSmsTransport:
