@@ -8,6 +8,7 @@ called, so a redelivered task cannot send twice; a crash after the call leaves i
 from __future__ import annotations
 
 import random
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from campaigns import lanes
 from campaigns.channels.base import DeliveryError, OutgoingMessage
 from campaigns.enrollments import apply_outcome, clock_of, pacing_state
 from campaigns.enums import Channel, EnrollmentState, MessagePurpose, MessageStatus
@@ -361,41 +363,77 @@ def _send_claimed(
 ) -> None:
     """Provider calls, outside any transaction; ``sent`` collects receipts for one UPDATE.
 
-    A STOP that arrives while a batch is being sent is honoured for the rest of it: consent
-    is read again once sending has taken ``RECHECK_CONSENT_AFTER``, and a provider opt-out
-    (21610) holds that patient's later messages in the batch.
+    Patients' messages overlap on ``send_threads`` threads; one patient's go one at a time,
+    in order, so a STOP that arrives while a batch is being sent (consent is read again once
+    sending has taken ``RECHECK_CONSENT_AFTER``) or a provider opt-out (21610) holds that
+    patient's later messages. If the limiter or a transport fails unexpectedly, no call
+    starts after it and every row no provider was handed goes back to ``planned``.
     """
-    checked = time.monotonic()
-    revoked: set[tuple[int, Channel]] = set()
-    for index, (message, program) in enumerate(claimed):
+    watch = _ConsentWatch(rt, claimed)
+    lock = threading.Lock()
+    unsent = {m.outbox_id for m, _ in claimed}  # not handed to a provider (yet)
+
+    def settle(message: OutgoingMessage, result: DeliveryResult) -> None:
+        with lock:
+            results[message.outbox_id] = result
+            unsent.discard(message.outbox_id)
+
+    def step(item: tuple[OutgoingMessage, bool], stop: threading.Event) -> None:
+        message, program = item
         key = (message.patient_id, message.channel)
-        if program and time.monotonic() - checked > RECHECK_CONSENT_AFTER:
-            revoked |= _revoked(rt, claimed[index:])
-            checked = time.monotonic()
-        if program and key in revoked:
-            results[message.outbox_id] = _withhold_claimed(rt, message)
-            continue
+        if program and watch.holds(key):
+            settle(message, _withhold_claimed(rt, message))
+            return
         if rt.limiter is not None:
-            try:
-                rt.limiter.wait(message.channel)  # outside any transaction: no lock held
-            except Exception:  # the limiter's Redis is down: these were never sent
-                _release(rt, [m.outbox_id for m, _ in claimed[index:]])
-                raise
+            rt.limiter.wait(message.channel)  # outside any transaction: no lock held
+        if stop.is_set():  # another call failed while this one waited for a token
+            return
+        with lock:
+            unsent.discard(message.outbox_id)
         try:
             receipt = rt.transports[message.channel].send(message)
         except DeliveryError as exc:
-            results[message.outbox_id] = _record_failure(rt, message, exc, now=now)
             if exc.opted_out:
-                revoked.add(key)
-            continue
-        except Exception:  # this row's outcome is unknown; the rest never reached a provider
-            _release(rt, [m.outbox_id for m, _ in claimed[index + 1 :]])
-            raise
-        sent.append((message.outbox_id, receipt.provider_id[:100]))
+                watch.revoke(key)
+            settle(message, _record_failure(rt, message, exc, now=now))
+            return
+        with lock:
+            sent.append((message.outbox_id, receipt.provider_id[:100]))
+
+    try:
+        patients = lanes.group(claimed, key=lambda item: item[0].patient_id)
+        lanes.run_lanes(patients, step, threads=rt.settings.send_threads)
+    except Exception:  # a limiter (Redis) or transport failure: the rest were never sent
+        with lock:
+            never_sent = sorted(unsent)
+        _release(rt, never_sent)
+        raise
 
 
-def _revoked(rt: Runtime, claimed: list[tuple[OutgoingMessage, bool]]) -> set[tuple[int, Channel]]:
-    program = [m for m, is_program in claimed if is_program]
+class _ConsentWatch:
+    """The batch's view of revoked consent, shared by its sending threads: re-read at most
+    once per ``RECHECK_CONSENT_AFTER``, plus the opt-outs providers report."""
+
+    def __init__(self, rt: Runtime, claimed: list[tuple[OutgoingMessage, bool]]) -> None:
+        self._rt = rt
+        self._program = [m for m, is_program in claimed if is_program]
+        self._revoked: set[tuple[int, Channel]] = set()
+        self._checked = time.monotonic()
+        self._lock = threading.Lock()
+
+    def holds(self, key: tuple[int, Channel]) -> bool:
+        with self._lock:
+            if time.monotonic() - self._checked > RECHECK_CONSENT_AFTER:
+                self._revoked |= _revoked(self._rt, self._program)
+                self._checked = time.monotonic()
+            return key in self._revoked
+
+    def revoke(self, key: tuple[int, Channel]) -> None:
+        with self._lock:
+            self._revoked.add(key)
+
+
+def _revoked(rt: Runtime, program: list[OutgoingMessage]) -> set[tuple[int, Channel]]:
     with rt.session() as session:
         consents = latest_consents(session, {m.patient_id for m in program})
     return {

@@ -101,6 +101,10 @@ class Settings(BaseSettings):
     rate_limit_redis_url: str | None = None
     sms_per_second: float = Field(default=10.0, gt=0, le=10_000)
     email_per_second: float = Field(default=20.0, gt=0, le=10_000)
+    #: Provider calls of one send batch run on this many threads per worker process: each
+    #: call mostly waits on the network, so one at a time leaves the process idle. Each
+    #: thread keeps its own SMTP connection, so a relay's connection limit bounds it too.
+    send_threads: int = Field(default=8, ge=1, le=64)
 
     @field_validator("default_timezone")
     @classmethod

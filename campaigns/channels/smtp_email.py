@@ -1,8 +1,9 @@
 """Email through an SMTP relay; the only module that imports ``smtplib``.
 
-One connection per process is kept for a short while and probed with NOOP before reuse, so
-a tick's burst of emails shares a TLS handshake and login, while a connection the server
-dropped is never discovered halfway through a message (where a retry could send it twice).
+One connection per sending thread is kept for a short while and probed with NOOP before
+reuse, so a tick's burst of emails shares TLS handshakes and logins, while a connection the
+server dropped is never discovered halfway through a message (where a retry could send it
+twice).
 
 Errors become :class:`DeliveryError` by reply code: 5xx refusals are permanent, 4xx replies,
 timeouts and connection failures are transient. A server's reply text often quotes the
@@ -59,8 +60,17 @@ class SmtpConfig:
         )
 
 
+@dataclass
+class _Connection:
+    """One thread's cached SMTP session; the lock lets ``close`` reach it from elsewhere."""
+
+    smtp: smtplib.SMTP | None = None
+    last_used: float = 0.0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
 class SmtpEmailTransport:
-    """Thread-safe: sends are serialised over the one cached connection."""
+    """Thread-safe: each sending thread sends over its own cached connection."""
 
     channel = Channel.EMAIL
 
@@ -76,9 +86,9 @@ class SmtpEmailTransport:
         self.identity = identity
         self._ssl_context = ssl_context
         self._clock = clock
-        self._lock = threading.Lock()
-        self._smtp: smtplib.SMTP | None = None
-        self._last_used = 0.0
+        self._local = threading.local()
+        self._connections: list[_Connection] = []
+        self._connections_lock = threading.Lock()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SmtpEmailTransport:
@@ -90,13 +100,17 @@ class SmtpEmailTransport:
         if not message.to:
             raise DeliveryError("no email address", permanent=True)
         mime = build_email(message, self.identity, now=self._clock())
-        with self._lock:
+        conn = self._thread_connection()
+        with conn.lock:
             try:
                 self._transmit(
-                    bounce_address(self.identity, message.outbox_id), message.to, to_bytes(mime)
+                    conn,
+                    bounce_address(self.identity, message.outbox_id),
+                    message.to,
+                    to_bytes(mime),
                 )
             except (smtplib.SMTPException, OSError) as exc:
-                self._discard()
+                _discard(conn)
                 error = delivery_error(exc)
                 log.warning(
                     "smtp-failed",
@@ -105,11 +119,19 @@ class SmtpEmailTransport:
                     permanent=error.permanent,
                 )
                 raise error from None
-            self._last_used = time.monotonic()
+            conn.last_used = time.monotonic()
         return ProviderReceipt(provider_id=str(mime["Message-ID"]))
 
-    def _transmit(self, envelope_from: str, to: str, data: bytes) -> None:
-        smtp = self._connection()
+    def _thread_connection(self) -> _Connection:
+        conn: _Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = _Connection()
+            with self._connections_lock:
+                self._connections.append(conn)
+        return conn
+
+    def _transmit(self, conn: _Connection, envelope_from: str, to: str, data: bytes) -> None:
+        smtp = self._connection(conn)
         options: list[str] = []
         if not to.isascii():
             if not smtp.has_extn("smtputf8"):
@@ -130,21 +152,25 @@ class SmtpEmailTransport:
             smtp.quit()
 
     def close(self) -> None:
-        """Say QUIT; call when the process is done sending (tests, shutdown)."""
-        with self._lock:
-            self._discard()
+        """Say QUIT on every thread's connection; call when the process is done sending
+        (tests, shutdown)."""
+        with self._connections_lock:
+            connections = list(self._connections)
+        for conn in connections:
+            with conn.lock:
+                _discard(conn)
 
-    def _connection(self) -> smtplib.SMTP:
-        smtp = self._smtp
-        if smtp is not None and time.monotonic() - self._last_used < IDLE_SECONDS:
+    def _connection(self, conn: _Connection) -> smtplib.SMTP:
+        smtp = conn.smtp
+        if smtp is not None and time.monotonic() - conn.last_used < IDLE_SECONDS:
             try:
                 if smtp.noop()[0] == 250:
                     return smtp
             except (smtplib.SMTPException, OSError):
                 pass
-        self._discard()
-        self._smtp = self._open()
-        return self._smtp
+        _discard(conn)
+        conn.smtp = self._open()
+        return conn.smtp
 
     def _open(self) -> smtplib.SMTP:
         cfg = self.config
@@ -171,14 +197,15 @@ class SmtpEmailTransport:
     def _tls(self) -> ssl.SSLContext:
         return self._ssl_context or ssl.create_default_context()
 
-    def _discard(self) -> None:
-        smtp, self._smtp = self._smtp, None
-        if smtp is None:
-            return
-        try:
-            smtp.quit()
-        except (smtplib.SMTPException, OSError):
-            smtp.close()
+
+def _discard(conn: _Connection) -> None:
+    smtp, conn.smtp = conn.smtp, None
+    if smtp is None:
+        return
+    try:
+        smtp.quit()
+    except (smtplib.SMTPException, OSError):
+        smtp.close()
 
 
 def delivery_error(exc: smtplib.SMTPException | OSError) -> DeliveryError:

@@ -13,6 +13,7 @@ import json
 import re
 import secrets
 import threading
+import time
 from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -86,6 +87,15 @@ class FakeTwilio:
         self._stalls = 0
         self._release = threading.Event()
         self._lock = threading.Lock()
+        #: Seconds each message request takes, like a network round trip (0: none).
+        self.latency = 0.0
+        #: Most message requests unanswered at once, and how often one arrived while another
+        #: for the same ``To`` was unanswered (a patient's texts must go one at a time).
+        self.max_in_flight = 0
+        self.same_to_overlaps = 0
+        #: Client (host, port) pairs seen: a client that keeps connections alive reuses them.
+        self.connections: set[tuple[str, int]] = set()
+        self._in_flight: dict[str, int] = {}
 
     @property
     def sent(self) -> list[Recorded]:
@@ -133,6 +143,22 @@ class FakeTwilio:
             body = {"code": error.code, "message": error.message, "status": error.status}
             return Response(error.status, body)
         return Response(200, {"sid": self.account_sid, "status": "active", "type": "Full"})
+
+    @contextmanager
+    def handling(self, to: str, client: tuple[str, int]) -> Iterator[None]:
+        """Counts one request as in flight (for ``to``) until its answer is ready."""
+        with self._lock:
+            self.connections.add(client)
+            self.same_to_overlaps += bool(self._in_flight.get(to))
+            self._in_flight[to] = self._in_flight.get(to, 0) + 1
+            self.max_in_flight = max(self.max_in_flight, sum(self._in_flight.values()))
+        try:
+            if self.latency:
+                time.sleep(self.latency)
+            yield
+        finally:
+            with self._lock:
+                self._in_flight[to] -= 1
 
     def take_stall(self) -> bool:
         with self._lock:
@@ -207,13 +233,18 @@ def _message_resource(account: str, sid: str, form: dict[str, str]) -> dict[str,
 
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
+    #: Keep-alive like api.twilio.com, so clients that reuse connections are measured so;
+    #: without TCP_NODELAY the body, written after the headers, waits ~40 ms for an ACK.
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
 
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length).decode()
         form = {k: v[-1] for k, v in parse_qs(raw, keep_blank_values=True).items()}
         fake = self.server.fake
-        response = fake.answer(self.path, self.headers.get("Authorization"), form)
+        with fake.handling(form.get("To", ""), self.client_address[:2]):
+            response = fake.answer(self.path, self.headers.get("Authorization"), form)
         if response.status == 201 and fake.take_stall():
             fake.wait_released()
         self._send(response)

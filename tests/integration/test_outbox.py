@@ -244,6 +244,9 @@ def test_a_transport_bug_mid_batch_leaves_only_that_row_unknown(rt: Runtime) -> 
     for _ in range(3):
         make_enrollment(rt, version, now=MONDAY)
     ids = sorted(tick(rt, now=DUE).planned)
+    # One sending thread, so "second" is row 2; tests/integration/test_send_threads.py has
+    # the same failure with overlapping calls, where which rows went first is not fixed.
+    rt.settings = rt.settings.model_copy(update={"send_threads": 1})
 
     class BrokenOnSecond(RecordingTransport):
         def send(self, message: OutgoingMessage) -> ProviderReceipt:

@@ -376,6 +376,28 @@ def test_the_http_client_rewrites_only_the_api_twilio_com_prefix() -> None:
         real.close()
 
 
+def test_proxy_and_ca_settings_come_from_the_environment_read_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("NO_PROXY", "no_proxy", "HTTPS_PROXY", "https_proxy", "CURL_CA_BUNDLE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.clinic.example:3128")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/clinic-ca.pem")
+    real = BaseUrlHttpClient(None)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    local = BaseUrlHttpClient("http://127.0.0.1:9999")
+    monkeypatch.setenv("HTTPS_PROXY", "http://changed.example:3128")
+    try:
+        url = "https://api.twilio.com/2010-04-01/Accounts/AC1/Messages.json"
+        used = real.session.merge_environment_settings(url, real.proxy, None, None, None)
+        assert used["proxies"]["https"] == "http://proxy.clinic.example:3128"
+        assert used["verify"] == "/etc/ssl/clinic-ca.pem"
+        assert local.proxy == {}, "NO_PROXY is honoured"
+    finally:
+        real.close()
+        local.close()
+
+
 def test_retry_after_takes_seconds_or_an_http_date_within_bounds() -> None:
     now = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
     assert retry_seconds("30") == 30.0
