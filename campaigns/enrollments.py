@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 from zoneinfo import ZoneInfo
@@ -14,18 +14,19 @@ from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.exc import StaleDataError
 
 from campaigns import pacing
+from campaigns.claims import STATE_FIELDS, DueEnrollment, DuePatient
 from campaigns.enums import AlertPriority, AlertStatus, EnrollmentState, Track
 from campaigns.models import Alert, Enrollment, Event, Patient, ProgramStep, ProgramVersion
 from campaigns.sendwindow import PatientClock, SendWindow
 
-_STATE_FIELDS = [f.name for f in fields(pacing.PacingState) if f.name != "state"]
+_STATE_FIELDS = STATE_FIELDS
 
 
 class EnrollmentError(ValueError):
     """A request that would break an enrollment rule (e.g. enrolling twice)."""
 
 
-def pacing_state(enrollment: Enrollment) -> pacing.PacingState:
+def pacing_state(enrollment: Enrollment | DueEnrollment) -> pacing.PacingState:
     values = {name: getattr(enrollment, name) for name in _STATE_FIELDS}
     return pacing.PacingState(state=enrollment.state, **values)
 
@@ -69,7 +70,7 @@ def version_facts(session: Session, version: ProgramVersion) -> VersionFacts:
     return facts
 
 
-def clock_of(patient: Patient, window: SendWindow) -> PatientClock:
+def clock_of(patient: Patient | DuePatient, window: SendWindow) -> PatientClock:
     return PatientClock(ZoneInfo(patient.timezone), patient.send_time, window)
 
 
@@ -152,7 +153,7 @@ def record(
 
 def raise_alerts(
     session: Session,
-    enrollment: Enrollment,
+    enrollment: Enrollment | DueEnrollment,
     requests: Iterable[pacing.AlertRequest],
     *,
     now: datetime,
@@ -192,7 +193,7 @@ def apply_outcome(
 
 def apply_outcomes(
     session: Session,
-    outcomes: Sequence[tuple[Enrollment, pacing.Outcome]],
+    outcomes: Sequence[tuple[Enrollment | DueEnrollment, pacing.Outcome]],
     *,
     actor: str,
     now: datetime,
@@ -201,7 +202,8 @@ def apply_outcomes(
 
     The ORM issues one UPDATE per row on a versioned table; this keeps its check (the row
     version must be the one read, else ``StaleDataError`` rolls the batch back) and leaves
-    the objects holding their new values, as ``apply_outcome`` does.
+    the objects holding their new values, as ``apply_outcome`` does (the tick passes the
+    plain rows of ``claims.claim_due``).
     """
     if not outcomes:
         return
@@ -217,8 +219,12 @@ def apply_outcomes(
             {"b_id": enrollment.id, "b_seen": enrollment.row_version}
             | {f"b_{k}": v for k, v in values.items()}
         )
-        for key, value in values.items():
-            set_committed_value(enrollment, key, value)
+        if isinstance(enrollment, Enrollment):
+            for key, value in values.items():
+                set_committed_value(enrollment, key, value)
+        else:  # the tick's plain rows: no ORM state to keep clean
+            for key, value in values.items():
+                setattr(enrollment, key, value)
         events += _event_rows(enrollment, outcome.events, actor=actor, now=now)
         raise_alerts(session, enrollment, outcome.alerts, now=now)
     _write_states(session, params)
@@ -227,7 +233,11 @@ def apply_outcomes(
 
 
 def _event_rows(
-    enrollment: Enrollment, events: Iterable[pacing.PacingEvent], *, actor: str, now: datetime
+    enrollment: Enrollment | DueEnrollment,
+    events: Iterable[pacing.PacingEvent],
+    *,
+    actor: str,
+    now: datetime,
 ) -> list[dict[str, Any]]:
     """The rows ``record`` would add, as plain values."""
     return [
