@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any, cast
+from datetime import datetime, time
+from typing import Any, Protocol, cast
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Table, bindparam, insert, select, update
@@ -14,12 +14,22 @@ from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.exc import StaleDataError
 
 from campaigns import pacing
-from campaigns.claims import STATE_FIELDS, DueEnrollment, DuePatient
+from campaigns.claims import STATE_FIELDS, DueEnrollment
 from campaigns.enums import AlertPriority, AlertStatus, EnrollmentState, Track
 from campaigns.models import Alert, Enrollment, Event, Patient, ProgramStep, ProgramVersion
 from campaigns.sendwindow import PatientClock, SendWindow
 
 _STATE_FIELDS = STATE_FIELDS
+
+
+class HasClock(Protocol):
+    """A patient's timing columns: an ORM ``Patient`` or a row of the tick or send path."""
+
+    @property
+    def timezone(self) -> str: ...
+
+    @property
+    def send_time(self) -> time: ...
 
 
 class EnrollmentError(ValueError):
@@ -70,7 +80,7 @@ def version_facts(session: Session, version: ProgramVersion) -> VersionFacts:
     return facts
 
 
-def clock_of(patient: Patient | DuePatient, window: SendWindow) -> PatientClock:
+def clock_of(patient: HasClock, window: SendWindow) -> PatientClock:
     return PatientClock(ZoneInfo(patient.timezone), patient.send_time, window)
 
 
