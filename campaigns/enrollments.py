@@ -17,6 +17,7 @@ from campaigns import pacing
 from campaigns.claims import STATE_FIELDS, DueEnrollment
 from campaigns.enums import AlertPriority, AlertStatus, EnrollmentState, Track
 from campaigns.models import Alert, Enrollment, Event, Patient, ProgramStep, ProgramVersion
+from campaigns.pgbulk import unnest_rows
 from campaigns.sendwindow import PatientClock, SendWindow
 
 _STATE_FIELDS = STATE_FIELDS
@@ -238,8 +239,19 @@ def apply_outcomes(
         events += _event_rows(enrollment, outcome.events, actor=actor, now=now)
         raise_alerts(session, enrollment, outcome.alerts, now=now)
     _write_states(session, params)
-    if events:  # no ids needed back: a plain executemany, not a multi-row INSERT ... RETURNING
-        session.connection().execute(insert(cast(Table, Event.__table__)), events)
+    if events:
+        _insert_events(session, events)
+
+
+def _insert_events(session: Session, events: list[dict[str, Any]]) -> None:
+    """No ids needed back: an executemany, or on PostgreSQL one ``INSERT .. SELECT unnest``."""
+    table = cast(Table, Event.__table__)
+    if session.get_bind().dialect.name != "postgresql":
+        session.connection().execute(insert(table), events)
+        return
+    names = list(events[0])
+    source = unnest_rows(table, events, {n: n for n in names})
+    session.connection().execute(insert(table).from_select(names, select(source)))
 
 
 def _event_rows(
@@ -267,16 +279,29 @@ def _event_rows(
 
 
 def _write_states(session: Session, params: list[dict[str, Any]]) -> None:
+    """The version-checked UPDATE of a batch: an executemany, or on PostgreSQL one
+    ``UPDATE .. FROM unnest(..)`` (exact rowcount, so the version check is the same)."""
     table = cast(Table, Enrollment.__table__)
     columns = [*_STATE_FIELDS, "state", "ended_at", "row_version"]
-    statement = (
-        update(table)
-        .where(table.c.id == bindparam("b_id"), table.c.row_version == bindparam("b_seen"))
-        .values({name: bindparam(f"b_{name}") for name in columns})
-    )
-    result = session.connection().execute(statement, params)
     dialect = session.get_bind().dialect
-    if dialect.supports_sane_multi_rowcount and result.rowcount != len(params):
+    if dialect.name == "postgresql":
+        keys = {"b_id": "id", "b_seen": "row_version"} | {f"b_{n}": n for n in columns}
+        rows = unnest_rows(table, params, keys)
+        statement = (
+            update(table)
+            .where(table.c.id == rows.c.b_id, table.c.row_version == rows.c.b_seen)
+            .values({name: rows.c[f"b_{name}"] for name in columns})
+        )
+        result = session.connection().execute(statement)
+    else:
+        statement = (
+            update(table)
+            .where(table.c.id == bindparam("b_id"), table.c.row_version == bindparam("b_seen"))
+            .values({name: bindparam(f"b_{name}") for name in columns})
+        )
+        result = session.connection().execute(statement, params)
+    exact = dialect.name == "postgresql" or dialect.supports_sane_multi_rowcount
+    if exact and result.rowcount != len(params):
         raise StaleDataError(
             f"enrollments changed under the tick: {result.rowcount} of {len(params)} updated"
         )

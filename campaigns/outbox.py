@@ -43,6 +43,7 @@ from campaigns.logs import get_logger
 from campaigns.models import Enrollment, OutboxMessage, Patient
 from campaigns.pacing import opt_out
 from campaigns.patients import has_consent, record_consent
+from campaigns.pgbulk import unnest_rows
 from campaigns.prefetch import among, latest_consents, segment_limits
 from campaigns.rendering import RenderedMessage
 from campaigns.runtime import Runtime
@@ -479,13 +480,22 @@ def _mark_sent(rt: Runtime, sent: list[tuple[int, str]], *, now: datetime) -> No
     if not sent:
         return
     table = _OUTBOX
-    statement = (
-        update(table)
-        .where(table.c.id == bindparam("oid"), table.c.status == M.SENDING)
-        .values(status=M.SENT, sent_at=now, provider_id=bindparam("pid"), error=None)
-    )
+    params = [{"oid": oid, "pid": pid} for oid, pid in sent]
     with rt.session() as session:
-        session.execute(statement, [{"oid": oid, "pid": pid} for oid, pid in sent])
+        if session.get_bind().dialect.name == "postgresql":  # one statement, not one per row
+            rows = unnest_rows(table, params, {"oid": "id", "pid": "provider_id"})
+            session.execute(
+                update(table)
+                .where(table.c.id == rows.c.oid, table.c.status == M.SENDING)
+                .values(status=M.SENT, sent_at=now, provider_id=rows.c.pid, error=None)
+            )
+            return
+        session.execute(
+            update(table)
+            .where(table.c.id == bindparam("oid"), table.c.status == M.SENDING)
+            .values(status=M.SENT, sent_at=now, provider_id=bindparam("pid"), error=None),
+            params,
+        )
 
 
 def retry_delay(retry_after: float | None, *, spread: float) -> timedelta:
