@@ -8,6 +8,7 @@ from weakref import WeakKeyDictionary
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from campaigns.claims import DueEnrollment, DuePatient
 from campaigns.enrollments import step_for
 from campaigns.enums import Channel, Track
 from campaigns.models import Enrollment, PainReport, Patient, ProgramStep, ProgramVersion
@@ -32,7 +33,7 @@ def unsubscribe_url(rt: Runtime, patient_id: int, channel: Channel) -> str:
     return f"{rt.settings.public_base_url.rstrip('/')}/unsubscribe/{token}"
 
 
-def base_context(rt: Runtime, patient: Patient, channel: Channel) -> dict[str, Any]:
+def base_context(rt: Runtime, patient: Patient | DuePatient, channel: Channel) -> dict[str, Any]:
     return {
         "patient": {"first_name": patient.first_name},
         "clinic": {"name": rt.settings.clinic_name, "phone": rt.settings.clinic_phone},
@@ -53,7 +54,7 @@ def _main_days(version: ProgramVersion) -> list[int | None]:
     return days
 
 
-def program_day(version: ProgramVersion, enrollment: Enrollment) -> int:
+def program_day(version: ProgramVersion, enrollment: Enrollment | DueEnrollment) -> int:
     """Flare and resume messages carry the day of the main step the patient is held on."""
     main = _main_days(version)
     index = min(max(enrollment.main_position - 1, 0), len(main) - 1)
@@ -73,7 +74,7 @@ def program_context(version: ProgramVersion, day: int) -> dict[str, Any]:
 def compose_step(
     rt: Runtime,
     session: Session,
-    enrollment: Enrollment,
+    enrollment: Enrollment | DueEnrollment,
     send: PlannedSend,
     channel: Channel,
     scores: list[float] | None = None,

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, fields
-from datetime import datetime
-from typing import Any, cast
+from dataclasses import dataclass
+from datetime import datetime, time
+from typing import Any, Protocol, cast
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Table, bindparam, insert, select, update
@@ -14,18 +14,30 @@ from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.exc import StaleDataError
 
 from campaigns import pacing
+from campaigns.claims import STATE_FIELDS, DueEnrollment
 from campaigns.enums import AlertPriority, AlertStatus, EnrollmentState, Track
 from campaigns.models import Alert, Enrollment, Event, Patient, ProgramStep, ProgramVersion
+from campaigns.pgbulk import unnest_rows
 from campaigns.sendwindow import PatientClock, SendWindow
 
-_STATE_FIELDS = [f.name for f in fields(pacing.PacingState) if f.name != "state"]
+_STATE_FIELDS = STATE_FIELDS
+
+
+class HasClock(Protocol):
+    """A patient's timing columns: an ORM ``Patient`` or a row of the tick or send path."""
+
+    @property
+    def timezone(self) -> str: ...
+
+    @property
+    def send_time(self) -> time: ...
 
 
 class EnrollmentError(ValueError):
     """A request that would break an enrollment rule (e.g. enrolling twice)."""
 
 
-def pacing_state(enrollment: Enrollment) -> pacing.PacingState:
+def pacing_state(enrollment: Enrollment | DueEnrollment) -> pacing.PacingState:
     values = {name: getattr(enrollment, name) for name in _STATE_FIELDS}
     return pacing.PacingState(state=enrollment.state, **values)
 
@@ -69,7 +81,7 @@ def version_facts(session: Session, version: ProgramVersion) -> VersionFacts:
     return facts
 
 
-def clock_of(patient: Patient, window: SendWindow) -> PatientClock:
+def clock_of(patient: HasClock, window: SendWindow) -> PatientClock:
     return PatientClock(ZoneInfo(patient.timezone), patient.send_time, window)
 
 
@@ -152,7 +164,7 @@ def record(
 
 def raise_alerts(
     session: Session,
-    enrollment: Enrollment,
+    enrollment: Enrollment | DueEnrollment,
     requests: Iterable[pacing.AlertRequest],
     *,
     now: datetime,
@@ -192,7 +204,7 @@ def apply_outcome(
 
 def apply_outcomes(
     session: Session,
-    outcomes: Sequence[tuple[Enrollment, pacing.Outcome]],
+    outcomes: Sequence[tuple[Enrollment | DueEnrollment, pacing.Outcome]],
     *,
     actor: str,
     now: datetime,
@@ -201,7 +213,8 @@ def apply_outcomes(
 
     The ORM issues one UPDATE per row on a versioned table; this keeps its check (the row
     version must be the one read, else ``StaleDataError`` rolls the batch back) and leaves
-    the objects holding their new values, as ``apply_outcome`` does.
+    the objects holding their new values, as ``apply_outcome`` does (the tick passes the
+    plain rows of ``claims.claim_due``).
     """
     if not outcomes:
         return
@@ -217,17 +230,36 @@ def apply_outcomes(
             {"b_id": enrollment.id, "b_seen": enrollment.row_version}
             | {f"b_{k}": v for k, v in values.items()}
         )
-        for key, value in values.items():
-            set_committed_value(enrollment, key, value)
+        if isinstance(enrollment, Enrollment):
+            for key, value in values.items():
+                set_committed_value(enrollment, key, value)
+        else:  # the tick's plain rows: no ORM state to keep clean
+            for key, value in values.items():
+                setattr(enrollment, key, value)
         events += _event_rows(enrollment, outcome.events, actor=actor, now=now)
         raise_alerts(session, enrollment, outcome.alerts, now=now)
     _write_states(session, params)
-    if events:  # no ids needed back: a plain executemany, not a multi-row INSERT ... RETURNING
-        session.connection().execute(insert(cast(Table, Event.__table__)), events)
+    if events:
+        _insert_events(session, events)
+
+
+def _insert_events(session: Session, events: list[dict[str, Any]]) -> None:
+    """No ids needed back: an executemany, or on PostgreSQL one ``INSERT .. SELECT unnest``."""
+    table = cast(Table, Event.__table__)
+    if session.get_bind().dialect.name != "postgresql":
+        session.connection().execute(insert(table), events)
+        return
+    names = list(events[0])
+    source = unnest_rows(table, events, {n: n for n in names})
+    session.connection().execute(insert(table).from_select(names, select(source)))
 
 
 def _event_rows(
-    enrollment: Enrollment, events: Iterable[pacing.PacingEvent], *, actor: str, now: datetime
+    enrollment: Enrollment | DueEnrollment,
+    events: Iterable[pacing.PacingEvent],
+    *,
+    actor: str,
+    now: datetime,
 ) -> list[dict[str, Any]]:
     """The rows ``record`` would add, as plain values."""
     return [
@@ -247,16 +279,29 @@ def _event_rows(
 
 
 def _write_states(session: Session, params: list[dict[str, Any]]) -> None:
+    """The version-checked UPDATE of a batch: an executemany, or on PostgreSQL one
+    ``UPDATE .. FROM unnest(..)`` (exact rowcount, so the version check is the same)."""
     table = cast(Table, Enrollment.__table__)
     columns = [*_STATE_FIELDS, "state", "ended_at", "row_version"]
-    statement = (
-        update(table)
-        .where(table.c.id == bindparam("b_id"), table.c.row_version == bindparam("b_seen"))
-        .values({name: bindparam(f"b_{name}") for name in columns})
-    )
-    result = session.connection().execute(statement, params)
     dialect = session.get_bind().dialect
-    if dialect.supports_sane_multi_rowcount and result.rowcount != len(params):
+    if dialect.name == "postgresql":
+        keys = {"b_id": "id", "b_seen": "row_version"} | {f"b_{n}": n for n in columns}
+        rows = unnest_rows(table, params, keys)
+        statement = (
+            update(table)
+            .where(table.c.id == rows.c.b_id, table.c.row_version == rows.c.b_seen)
+            .values({name: rows.c[f"b_{name}"] for name in columns})
+        )
+        result = session.connection().execute(statement)
+    else:
+        statement = (
+            update(table)
+            .where(table.c.id == bindparam("b_id"), table.c.row_version == bindparam("b_seen"))
+            .values({name: bindparam(f"b_{name}") for name in columns})
+        )
+        result = session.connection().execute(statement, params)
+    exact = dialect.name == "postgresql" or dialect.supports_sane_multi_rowcount
+    if exact and result.rowcount != len(params):
         raise StaleDataError(
             f"enrollments changed under the tick: {result.rowcount} of {len(params)} updated"
         )

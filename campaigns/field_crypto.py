@@ -152,4 +152,11 @@ class EncryptedText(TypeDecorator[str]):
         return None if value is None else active().encrypt(str(value))
 
     def process_result_value(self, value: Any, dialect: Dialect) -> str | None:
-        return None if value is None else active().decrypt(str(value))
+        return decrypt_stored(value)
+
+
+def decrypt_stored(value: Any) -> str | None:
+    """A stored (encrypted) column value in clear: what ``EncryptedText`` returns for it.
+
+    The send path reads contact columns raw and decrypts only the one a message goes to."""
+    return None if value is None else active().decrypt(str(value))

@@ -10,9 +10,10 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from datetime import time as dt_time
 from enum import StrEnum
 from typing import Any, cast
 
@@ -26,10 +27,12 @@ from sqlalchemy import (
     bindparam,
     func,
     select,
+    type_coerce,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -37,10 +40,12 @@ from campaigns import lanes
 from campaigns.channels.base import DeliveryError, OutgoingMessage
 from campaigns.enrollments import apply_outcome, clock_of, pacing_state
 from campaigns.enums import Channel, EnrollmentState, MessagePurpose, MessageStatus
+from campaigns.field_crypto import decrypt_stored
 from campaigns.logs import get_logger
 from campaigns.models import Enrollment, OutboxMessage, Patient
 from campaigns.pacing import opt_out
 from campaigns.patients import has_consent, record_consent
+from campaigns.pgbulk import unnest_rows
 from campaigns.prefetch import among, latest_consents, segment_limits
 from campaigns.rendering import RenderedMessage
 from campaigns.runtime import Runtime
@@ -187,8 +192,42 @@ def _insert_unnest(session: Session, rows: list[dict[str, Any]]) -> list[int]:
     return sorted(session.execute(statement).scalars())
 
 
-def _address(patient: Patient, channel: Channel) -> str | None:
-    return patient.phone_e164 if channel == Channel.SMS else patient.email
+@dataclass(slots=True)
+class _Recipient:
+    """What sending needs of a patient. The contact columns are read still encrypted and only
+    the one a row goes to is decrypted (the ORM decrypted both for every patient)."""
+
+    id: int
+    timezone: str
+    send_time: dt_time
+    phone_ciphertext: str | None
+    email_ciphertext: str | None
+    plain: dict[Channel, str | None] = field(default_factory=dict)
+
+    def address(self, channel: Channel) -> str | None:
+        if channel not in self.plain:
+            raw = self.phone_ciphertext if channel == Channel.SMS else self.email_ciphertext
+            self.plain[channel] = decrypt_stored(raw)
+        return self.plain[channel]
+
+
+def _recipients(session: Session, patient_ids: Collection[int]) -> dict[int, _Recipient]:
+    table = cast(Table, Patient.__table__)
+    raw = [type_coerce(table.c[n], Text()) for n in ("phone_ciphertext", "email_ciphertext")]
+    rows = session.execute(
+        select(Patient.id, Patient.timezone, Patient.send_time, *raw).where(
+            among(session, Patient.id, patient_ids)
+        )
+    )
+    return {row[0]: _Recipient(*row) for row in rows}
+
+
+#: The outbox columns the send path reads, as plain values (no ORM objects per row).
+_SEND_COLUMNS = [
+    _OUTBOX.c[n]
+    for n in ("id", "patient_id", "enrollment_id", "step_id", "purpose", "channel",
+              "subject", "body_text", "body_html")
+]  # fmt: skip
 
 
 @dataclass
@@ -199,7 +238,7 @@ class _Checks:
     states: dict[int, EnrollmentState]
 
     @classmethod
-    def load(cls, session: Session, rows: Sequence[OutboxMessage]) -> _Checks:
+    def load(cls, session: Session, rows: Sequence[Row[Any]]) -> _Checks:
         program = [r for r in rows if r.purpose == MessagePurpose.PROGRAM]
         enrollment_ids = {r.enrollment_id for r in program if r.enrollment_id is not None}
         states = session.execute(
@@ -212,20 +251,20 @@ class _Checks:
             {eid: state for eid, state in states} if enrollment_ids else {},
         )
 
-    def withhold_reason(self, row: OutboxMessage, patient: Patient) -> str | None:
+    def withhold_reason(self, row: Row[Any], patient: _Recipient) -> str | None:
         """Consent and opt-out are checked again at send time: STOP wins over anything planned.
 
         Answers to a patient's own message (confirmations, HELP, crisis resources) need no
         program consent: carriers require the STOP/HELP answers, and crisis text is never held.
         """
         if row.purpose != MessagePurpose.PROGRAM:
-            return None if _address(patient, row.channel) else "no address"
+            return None if patient.address(row.channel) else "no address"
         if not self.consents.get((patient.id, row.channel), False):
             return f"withheld: no {row.channel.value} consent"
         state = self.states.get(row.enrollment_id) if row.enrollment_id is not None else None
         if state in (EnrollmentState.OPTED_OUT, EnrollmentState.WITHDRAWN):
             return f"withheld: enrollment {state.value}"
-        if not _address(patient, row.channel):
+        if not patient.address(row.channel):
             return f"withheld: no {row.channel.value} address"
         return None
 
@@ -278,18 +317,15 @@ def _claim_batch(
 ) -> list[tuple[OutgoingMessage, bool]]:
     """Window, consent and opt-out checks from prefetched data, then one conditional UPDATE
     claims every row that passed; committed before any provider is called."""
-    rows = session.scalars(
-        select(OutboxMessage)
-        .where(among(session, OutboxMessage.id, ids), OutboxMessage.status == M.PLANNED)
-        .order_by(OutboxMessage.id)
+    rows = session.execute(
+        select(*_SEND_COLUMNS)
+        .where(among(session, _OUTBOX.c.id, ids), _OUTBOX.c.status == M.PLANNED)
+        .order_by(_OUTBOX.c.id)
     ).all()
-    patient_ids = {r.patient_id for r in rows}
-    patients = {
-        p.id: p
-        for p in session.scalars(select(Patient).where(among(session, Patient.id, patient_ids)))
-    }
+    patients = _recipients(session, {r.patient_id for r in rows})
     checks = _Checks.load(session, rows)
-    ready: list[OutboxMessage] = []
+    ready: list[Row[Any]] = []
+    withheld: list[dict[str, Any]] = []
     for row in rows:
         patient = patients[row.patient_id]
         clock = clock_of(patient, rt.window)
@@ -297,10 +333,17 @@ def _claim_batch(
             _defer_to_next_window(session, row, clock, now=now)
             results[row.id] = DeliveryResult.DEFERRED
         elif (reason := checks.withhold_reason(row, patient)) is not None:
-            row.status, row.error = M.FAILED, reason
+            withheld.append({"oid": row.id, "reason": reason})
             results[row.id] = DeliveryResult.WITHHELD
         else:
             ready.append(row)
+    if withheld:
+        session.execute(
+            update(_OUTBOX)
+            .where(_OUTBOX.c.id == bindparam("oid"), _OUTBOX.c.status == M.PLANNED)
+            .values(status=M.FAILED, error=bindparam("reason")),
+            withheld,
+        )
     claimed = _claim(session, [r.id for r in ready], now)
     limits = segment_limits(session, {r.step_id for r in ready if r.step_id is not None})
     return [
@@ -309,7 +352,7 @@ def _claim_batch(
                 outbox_id=row.id,
                 patient_id=row.patient_id,
                 channel=row.channel,
-                to=_address(patients[row.patient_id], row.channel) or "",
+                to=patients[row.patient_id].address(row.channel) or "",
                 body_text=row.body_text,
                 subject=row.subject,
                 body_html=row.body_html,
@@ -337,13 +380,17 @@ def _claim(session: Session, ids: list[int], now: datetime) -> set[int]:
 
 
 def _defer_to_next_window(
-    session: Session, row: OutboxMessage, clock: PatientClock, *, now: datetime
+    session: Session, row: Row[Any], clock: PatientClock, *, now: datetime
 ) -> None:
     """The message now belongs to the morning it will go out on, so the enrollment's next
     message moves a day too: still one program message a day, still in order."""
-    row.planned_at = clock.next_slot(now)
-    day = clock.local_date(row.planned_at)
-    row.local_date = day
+    planned_at = clock.next_slot(now)
+    day = clock.local_date(planned_at)
+    session.execute(
+        update(_OUTBOX)
+        .where(_OUTBOX.c.id == row.id, _OUTBOX.c.status == M.PLANNED)
+        .values(planned_at=planned_at, local_date=day)
+    )
     enrollment = session.get(Enrollment, row.enrollment_id) if row.enrollment_id else None
     if enrollment is None or (enrollment.last_program_send_on or day) > day:
         return
@@ -471,13 +518,22 @@ def _mark_sent(rt: Runtime, sent: list[tuple[int, str]], *, now: datetime) -> No
     if not sent:
         return
     table = _OUTBOX
-    statement = (
-        update(table)
-        .where(table.c.id == bindparam("oid"), table.c.status == M.SENDING)
-        .values(status=M.SENT, sent_at=now, provider_id=bindparam("pid"), error=None)
-    )
+    params = [{"oid": oid, "pid": pid} for oid, pid in sent]
     with rt.session() as session:
-        session.execute(statement, [{"oid": oid, "pid": pid} for oid, pid in sent])
+        if session.get_bind().dialect.name == "postgresql":  # one statement, not one per row
+            rows = unnest_rows(table, params, {"oid": "id", "pid": "provider_id"})
+            session.execute(
+                update(table)
+                .where(table.c.id == rows.c.oid, table.c.status == M.SENDING)
+                .values(status=M.SENT, sent_at=now, provider_id=rows.c.pid, error=None)
+            )
+            return
+        session.execute(
+            update(table)
+            .where(table.c.id == bindparam("oid"), table.c.status == M.SENDING)
+            .values(status=M.SENT, sent_at=now, provider_id=bindparam("pid"), error=None),
+            params,
+        )
 
 
 def retry_delay(retry_after: float | None, *, spread: float) -> timedelta:

@@ -12,14 +12,15 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session, joinedload, selectinload
+from sqlalchemy.orm import Session
 
 from campaigns import pacing
+from campaigns.claims import DueEnrollment, claim_due
 from campaigns.composer import compose_step
 from campaigns.enrollments import apply_outcomes, clock_of, pacing_state, version_facts
 from campaigns.enums import Channel, MessageStatus
 from campaigns.logs import get_logger
-from campaigns.models import Enrollment, OutboxMessage, ProgramVersion
+from campaigns.models import Enrollment, OutboxMessage
 from campaigns.outbox import REDISPATCH_AFTER, NewMessage, plan_many, redispatchable
 from campaigns.prefetch import latest_consents, recent_scores
 from campaigns.runtime import Runtime
@@ -46,31 +47,16 @@ class TickSummary:
         }
 
 
-def claim_due(session: Session, *, now: datetime, limit: int) -> Sequence[Enrollment]:
-    query = (
-        select(Enrollment)
-        .where(Enrollment.next_due_at.is_not(None), Enrollment.next_due_at <= now)
-        .order_by(Enrollment.next_due_at, Enrollment.id)
-        .limit(limit)
-        .options(  # patients by JOIN; versions (large JSON) once each by SELECT IN
-            joinedload(Enrollment.patient),
-            selectinload(Enrollment.version).selectinload(ProgramVersion.steps),
-            selectinload(Enrollment.version).selectinload(ProgramVersion.program),
-        )
-    )
-    if session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True, of=Enrollment)
-    return session.scalars(query).all()
-
-
-def process(rt: Runtime, session: Session, enrollment: Enrollment, *, now: datetime) -> int | None:
+def process(
+    rt: Runtime, session: Session, enrollment: DueEnrollment, *, now: datetime
+) -> int | None:
     """Advance one enrollment; returns the id of the outbox row it planned, if any."""
     planned = process_batch(rt, session, [enrollment], now=now)
     return planned[0] if planned else None
 
 
 def process_batch(
-    rt: Runtime, session: Session, enrollments: Sequence[Enrollment], *, now: datetime
+    rt: Runtime, session: Session, enrollments: Sequence[DueEnrollment], *, now: datetime
 ) -> list[int]:
     """Advance a claimed batch; ids of the outbox rows planned.
 
@@ -91,7 +77,7 @@ def process_batch(
 def _decide(
     rt: Runtime,
     session: Session,
-    enrollment: Enrollment,
+    enrollment: DueEnrollment,
     consents: Mapping[tuple[int, Channel], bool],
     *,
     now: datetime,
@@ -114,7 +100,7 @@ def _decide(
 def _compose(
     rt: Runtime,
     session: Session,
-    enrollment: Enrollment,
+    enrollment: DueEnrollment,
     send: pacing.PlannedSend,
     scores: Mapping[int, list[float]],
     *,

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
 
-from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from itsdangerous import BadSignature, SignatureExpired, TimestampSigner, URLSafeTimedSerializer
+from itsdangerous.encoding import want_bytes
+from itsdangerous.signer import Signer
 
 from campaigns.enums import Channel
 
@@ -22,8 +26,40 @@ class UnsubscribeClaim:
     channel: Channel
 
 
+class _KeyedSigner(TimestampSigner):
+    """itsdangerous derives the HMAC key from the secret and salt on every sign and check;
+    the derived key never changes, so it is worked out once. Same derivation, same tokens."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._derived = super().derive_key()
+
+    def derive_key(self, secret_key: str | bytes | None = None) -> bytes:
+        if secret_key is None:
+            return self._derived
+        return super().derive_key(secret_key)
+
+
+class _Serializer(URLSafeTimedSerializer):
+    """Hands out one signer for its own salt instead of building one per token (a signer
+    keeps no per-call state, so sharing it is safe across threads)."""
+
+    signer = _KeyedSigner
+
+    def __init__(self, key: bytes, *, salt: str) -> None:
+        super().__init__(key, salt=salt)
+        self._signer = super().make_signer()
+
+    def make_signer(self, salt: str | bytes | None = None) -> Signer:
+        if salt is None or want_bytes(salt) == self.salt:
+            return self._signer
+        return super().make_signer(salt)
+
+
+@lru_cache(maxsize=16)
 def _serializer(key: bytes) -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(key, salt=UNSUBSCRIBE_SALT)
+    """One serializer per signing key: the tick signs a link for every message it renders."""
+    return _Serializer(key, salt=UNSUBSCRIBE_SALT)
 
 
 def unsubscribe_token(key: bytes, patient_id: int, channel: Channel) -> str:
