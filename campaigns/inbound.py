@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from campaigns import pacing
 from campaigns.composer import compose_system, recent_scores
-from campaigns.enrollments import apply_outcome, pacing_state, version_facts
+from campaigns.enrollments import apply_outcome, facts_by_id, pacing_state
 from campaigns.enums import (
     AlertKind,
     AlertPriority,
@@ -33,6 +33,7 @@ from campaigns.models import (
     OutboxMessage,
     PainReport,
     Patient,
+    ProgramVersion,
 )
 from campaigns.outbox import plan
 from campaigns.patients import record_consent
@@ -54,15 +55,18 @@ class ReplyResult:
     alerts: list[int] = field(default_factory=list)
 
 
-def live_enrollment(session: Session, patient_id: int) -> Enrollment | None:
-    """The enrollment a reply applies to: the newest one not completed or withdrawn.
+def live_enrollment(session: Session, patient_id: int) -> tuple[Enrollment, str] | None:
+    """The enrollment a reply applies to: the newest one not completed or withdrawn, with
+    its version's checksum (the key of the cached pacing facts, so the version row and its
+    JSON rules are not loaded per reply).
 
     Locked and re-read (PostgreSQL; SQLite transactions are already serial): a second text
     from the same patient, or a tick, waits for this reply's transaction and then sees its
     state, instead of failing on the row version and losing the patient's words.
     """
-    return session.scalar(
-        select(Enrollment)
+    row = session.execute(
+        select(Enrollment, ProgramVersion.checksum)
+        .join(ProgramVersion, ProgramVersion.id == Enrollment.version_id)
         .where(
             Enrollment.patient_id == patient_id,
             Enrollment.state.not_in([EnrollmentState.COMPLETED, EnrollmentState.WITHDRAWN]),
@@ -71,7 +75,8 @@ def live_enrollment(session: Session, patient_id: int) -> Enrollment | None:
         .limit(1)
         .with_for_update(of=Enrollment)
         .execution_options(populate_existing=True)
-    )
+    ).first()
+    return (row[0], row[1]) if row is not None else None
 
 
 def answered_message(
@@ -101,18 +106,24 @@ def receive_reply(
     now: datetime,
     provider_id: str | None = None,
     in_reply_to_id: int | None = None,
+    provider_id_checked: bool = False,
 ) -> ReplyResult:
+    """Store ``text`` once per ``provider_id`` and apply it. ``provider_id_checked`` says the
+    caller already found no reply with that id in this transaction (the SMS webhook asks in
+    its sender lookup, saving a round trip); a concurrent duplicate still fails on the unique
+    index at INSERT."""
     # PostgreSQL text cannot hold NUL: keep the patient's words, with NUL shown as U+FFFD.
     text = text.replace("\x00", "\ufffd")
     provider_id = provider_id.replace("\x00", "\ufffd") if provider_id is not None else None
-    if provider_id is not None:
+    if provider_id is not None and not provider_id_checked:
         seen = session.scalar(
             select(InboundReply.id).where(InboundReply.provider_id == provider_id)
         )
         if seen is not None:
             return ReplyResult(seen, duplicate=True)
-    enrollment = live_enrollment(session, patient.id)
-    facts = version_facts(session, enrollment.version) if enrollment else None
+    live = live_enrollment(session, patient.id)
+    enrollment = live[0] if live else None
+    facts = facts_by_id(session, live[0].version_id, live[1]) if live else None
     rules = facts.rules if facts else pacing.PacingRules()
     parsed = parse_reply(text, flare_phrases=rules.flare_keywords)
     prior = recent_scores(session, patient.id, limit=rules.baseline_window)
