@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import Select, literal, select, true
 from sqlalchemy.orm import Session
 
 from campaigns import pacing
@@ -79,11 +79,9 @@ def live_enrollment(session: Session, patient_id: int) -> tuple[Enrollment, str]
     return (row[0], row[1]) if row is not None else None
 
 
-def answered_message(
-    session: Session, patient_id: int, channel: Channel, now: datetime
-) -> int | None:
+def answered_message_query(patient_id: int, channel: Channel, now: datetime) -> Select[tuple[int]]:
     """Replies answer the newest message that actually reached the patient on that channel."""
-    return session.scalar(
+    return (
         select(OutboxMessage.id)
         .where(
             OutboxMessage.patient_id == patient_id,
@@ -94,6 +92,34 @@ def answered_message(
         .order_by(OutboxMessage.sent_at.desc(), OutboxMessage.id.desc())
         .limit(1)
     )
+
+
+def answered_message(
+    session: Session, patient_id: int, channel: Channel, now: datetime
+) -> int | None:
+    return session.scalar(answered_message_query(patient_id, channel, now))
+
+
+def answered_and_scores(
+    session: Session, patient_id: int, channel: Channel, now: datetime, *, limit: int
+) -> tuple[int | None, list[float]]:
+    """``answered_message`` and ``composer.recent_scores`` (oldest first) in one round trip:
+    one row per recent score, each carrying the answered message, or one row of NULL scores."""
+    scores = (
+        select(PainReport.score, PainReport.reported_at, PainReport.id)
+        .where(PainReport.patient_id == patient_id)
+        .order_by(PainReport.reported_at.desc(), PainReport.id.desc())
+        .limit(limit)
+        .subquery()
+    )
+    anchor = select(literal(1).label("one")).subquery()
+    rows = session.execute(
+        select(answered_message_query(patient_id, channel, now).scalar_subquery(), scores.c.score)
+        .select_from(anchor.outerjoin(scores, true()))
+        .order_by(scores.c.reported_at.desc(), scores.c.id.desc())
+    ).all()
+    answered = rows[0][0] if rows else None
+    return answered, [row[1] for row in reversed(rows) if row[1] is not None]
 
 
 def receive_reply(
@@ -126,11 +152,16 @@ def receive_reply(
     facts = facts_by_id(session, live[0].version_id, live[1]) if live else None
     rules = facts.rules if facts else pacing.PacingRules()
     parsed = parse_reply(text, flare_phrases=rules.flare_keywords)
-    prior = recent_scores(session, patient.id, limit=rules.baseline_window)
+    if in_reply_to_id is None:
+        in_reply_to_id, prior = answered_and_scores(
+            session, patient.id, channel, now, limit=rules.baseline_window
+        )
+    else:
+        prior = recent_scores(session, patient.id, limit=rules.baseline_window)
     reply = InboundReply(
         patient_id=patient.id,
         enrollment_id=enrollment.id if enrollment else None,
-        in_reply_to_id=in_reply_to_id or answered_message(session, patient.id, channel, now),
+        in_reply_to_id=in_reply_to_id,
         channel=channel,
         received_at=now,
         raw_text=text,
