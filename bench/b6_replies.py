@@ -1,7 +1,9 @@
 """B6 signed inbound Twilio webhooks: parse + store + pacing under an open-loop load.
 
-The real app (``campaigns.web.app:create_app``) runs under uvicorn in a subprocess so the
-server and the load generator never share a GIL. The generator sends at a fixed rate on a
+The real app runs as production runs it, ``campaigns web`` (uvicorn, one process per CPU on
+PostgreSQL and one on SQLite unless ``--b6-workers`` says otherwise, each running at most its
+connection pool's capacity of requests at once), in subprocesses so the server and the load
+generator never share a GIL. The generator sends at a fixed rate on a
 precomputed schedule and measures each latency from the request's *scheduled* send time, so
 a slow server cannot hide its queueing by slowing the generator (coordinated omission).
 
