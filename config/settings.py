@@ -67,7 +67,8 @@ class Settings(BaseSettings):
     #: file lock serialises its writers, so more processes only add lock waits).
     web_workers: int = Field(default=0, ge=0, le=64)
     #: Requests a web process runs at once in sync handlers (the rest wait their turn, in
-    #: order); 0 = the database pool's capacity, so no request waits on a connection.
+    #: order); 0 = the database pool's capacity, so no request waits on a connection (1 on
+    #: SQLite, where every transaction takes the one write lock).
     web_threads: int = Field(default=0, ge=0, le=200)
 
     sms_transport: Literal["file", "twilio"] = "file"

@@ -48,9 +48,13 @@ def worker_count(settings: Settings, requested: int | None = None) -> int:
 
 
 def thread_limit(settings: Settings, engine: Engine) -> int:
-    """``CAMPAIGNS_WEB_THREADS``, else what the engine's pool can serve at once."""
+    """``CAMPAIGNS_WEB_THREADS``, else what the engine's pool can serve at once; on SQLite
+    one, since every transaction there takes the one write lock (``BEGIN IMMEDIATE``) and a
+    second would only sleep in SQLite's busy handler, unfairly, up to its 30 s timeout."""
     if settings.web_threads:
         return settings.web_threads
+    if engine.dialect.name == "sqlite":
+        return 1
     pool = engine.pool
     if isinstance(pool, QueuePool):
         overflow = max(0, pool._max_overflow)  # no public accessor; -1 means unbounded

@@ -37,9 +37,9 @@ def test_threads_default_to_the_connection_pool_capacity(tmp_path: Path) -> None
     pooled = create_engine("sqlite://", poolclass=NullPool)
     assert thread_limit(settings, create_engine("postgresql+psycopg://db/x")) == 5 + 10
     assert thread_limit(settings, create_engine("postgresql+psycopg://db/x", pool_size=7)) == 17
-    assert thread_limit(settings, create_engine("sqlite://", poolclass=NullPool)) == (
-        DEFAULT_THREADS
-    )
+    assert thread_limit(settings, create_engine("sqlite://")) == 1, "one write lock"
+    nullpool = create_engine("postgresql+psycopg://db/x", poolclass=NullPool)
+    assert thread_limit(settings, nullpool) == DEFAULT_THREADS
     assert thread_limit(_settings(tmp_path, web_threads=2), pooled) == 2
 
 
