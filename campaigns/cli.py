@@ -462,7 +462,7 @@ def web(
     import uvicorn
 
     from campaigns.web.app import create_app
-    from campaigns.web.serving import worker_count
+    from campaigns.web.serving import serve_processes, worker_count
 
     rt = _runtime()  # checks the settings once, and makes any development keys ...
     rt.settings.signing_key  # noqa: B018  ... before several processes start at once
@@ -471,14 +471,7 @@ def web(
         uvicorn.run(create_app(rt), host=host, port=port, proxy_headers=True)
         return
     rt.engine.dispose()  # each worker builds its own runtime (and pool) from the same settings
-    uvicorn.run(
-        "campaigns.web.app:create_app",
-        factory=True,
-        workers=count,
-        host=host,
-        port=port,
-        proxy_headers=True,
-    )
+    serve_processes(host, port, count)
 
 
 @app.command("poll-imap")

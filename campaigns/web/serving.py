@@ -18,6 +18,7 @@ the worker then sends).
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
@@ -60,6 +61,36 @@ def thread_limit(settings: Settings, engine: Engine) -> int:
         overflow = max(0, pool._max_overflow)  # no public accessor; -1 means unbounded
         return max(1, pool.size() + overflow) if pool._max_overflow >= 0 else DEFAULT_THREADS
     return DEFAULT_THREADS
+
+
+def serve_processes(host: str, port: int, count: int) -> None:
+    """What ``uvicorn.run(workers=count)`` does, but on a socket created as TCP.
+
+    uvicorn 0.54 binds with ``socket.socket(family)``, whose ``proto`` is 0, and asyncio turns
+    on TCP_NODELAY only for sockets whose ``proto`` is IPPROTO_TCP (accepted sockets copy the
+    listener's). Without it Nagle holds back the end of each response until the client's
+    delayed ACK: every keep-alive request took ~44 ms instead of ~1.5 ms (measured).
+    """
+    import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.set_inheritable(True)
+    config = uvicorn.Config(
+        "campaigns.web.app:create_app",
+        factory=True,
+        workers=count,
+        host=host,
+        port=port,
+        proxy_headers=True,
+    )
+    try:
+        Multiprocess(config, sockets=[sock]).run()
+    finally:
+        sock.close()
 
 
 def admission_lifespan(

@@ -122,6 +122,14 @@ def test_workers_flag_starts_several_processes_that_all_serve(
             assert set(pool.map(texts, range(200))) == {200}
         busy = {pid for pid in pids if _cpu_ticks(pid) > before[pid]}
         assert busy == pids, "every server process answered requests"
+        with httpx.Client(base_url=base) as client:  # one keep-alive connection
+            took = []
+            for _ in range(21):
+                started = time.perf_counter()
+                client.get("/healthz")
+                took.append(time.perf_counter() - started)
+        # TCP_NODELAY is on: without it every kept-alive answer waited ~40 ms (delayed ACK).
+        assert sorted(took)[10] < 0.02
         retry_body, retry_headers = _text("SMworkers0000", senders[0])
         retry = httpx.post(base + SMS_PATH, content=retry_body, headers=retry_headers)
         assert retry.status_code == 200
