@@ -1,7 +1,9 @@
 """B6 signed inbound Twilio webhooks: parse + store + pacing under an open-loop load.
 
-The real app (``campaigns.web.app:create_app``) runs under uvicorn in a subprocess so the
-server and the load generator never share a GIL. The generator sends at a fixed rate on a
+The real app runs as production runs it, ``campaigns web`` (uvicorn, one process per CPU on
+PostgreSQL and one on SQLite unless ``--b6-workers`` says otherwise, each running at most its
+connection pool's capacity of requests at once), in subprocesses so the server and the load
+generator never share a GIL. The generator sends at a fixed rate on a
 precomputed schedule and measures each latency from the request's *scheduled* send time, so
 a slow server cannot hide its queueing by slowing the generator (coordinated omission).
 
@@ -201,17 +203,26 @@ def server_env(url: str, data_dir: Path) -> dict[str, str]:
     )
 
 
+def server_command(factory: str | None, port: int, workers: int) -> list[str]:
+    """``campaigns web`` as production runs it (``factory`` None), else plain uvicorn serving
+    ``factory`` (the baseline) with as many processes. ``workers`` 0: what ``campaigns web``
+    picks (one per CPU on PostgreSQL, one on SQLite)."""
+    python = os.environ.get("BENCH_PYTHON", sys.executable)
+    address = ["--host", "127.0.0.1", "--port", str(port)]
+    if factory is None:
+        return [python, "-m", "campaigns.cli", "web", *address,
+                *(["--workers", str(workers)] if workers else [])]  # fmt: skip
+    return [python, "-m", "uvicorn", factory, "--factory", *address,
+            "--workers", str(max(1, workers)), "--no-access-log"]  # fmt: skip
+
+
 @contextmanager
-def server(factory: str, url: str, log_path: Path) -> Iterator[str]:
-    """uvicorn in its own process; yields its base URL once ``/healthz`` answers."""
+def server(factory: str | None, url: str, log_path: Path, workers: int = 0) -> Iterator[str]:
+    """The server in its own process(es); yields its base URL once ``/healthz`` answers."""
     port = _free_port()
     data_dir = log_path.parent / "data"
     data_dir.mkdir(parents=True, exist_ok=True)
-    python = os.environ.get("BENCH_PYTHON", sys.executable)
-    cmd = [
-        python, "-m", "uvicorn", factory, "--factory", "--host", "127.0.0.1",
-        "--port", str(port), "--no-access-log", "--log-level", "warning",
-    ]  # fmt: skip
+    cmd = server_command(factory, port, workers)
     with child_output(log_path) as log:
         proc = subprocess.Popen(cmd, env=server_env(url, data_dir), stdout=log, stderr=log)
     base = f"http://127.0.0.1:{port}"
@@ -297,6 +308,7 @@ def run(
     base_seconds: float,
     step_rates: Sequence[float],
     step_seconds: float,
+    workers: int = 0,
 ) -> Figure:
     """Seed, then on one server: warm-up, /healthz ceiling, ours at ``rate``, the step-up;
     check storage; then the naive server for the baseline. Raises if an answered text was not
@@ -312,7 +324,7 @@ def run(
         checked: list[Req] = []
         failed: set[str] = set()
         base_failed: set[str] = set()
-        with server("campaigns.web.app:create_app", url, log_path) as base:
+        with server(None, url, log_path, workers) as base:
             warm = sms_requests(max(20, int(rate)), patients, SMS_PATH, rng)
             fire(base, warm, rate / 2, failed)
             ceiling = fire(base, health_requests(n), rate, failed)
@@ -329,7 +341,8 @@ def run(
                 time.sleep(0.5)
         verify = stored_counts(url, checked, failed)
         base_reqs = sms_requests(max(1, int(rate * base_seconds)), patients, NAIVE_PATH, rng)
-        with server("bench.b6_replies:naive_app", url, log_path) as base:
+        naive_workers = workers or (1 if db == "sqlite" else os.cpu_count() or 1)
+        with server("bench.b6_replies:naive_app", url, log_path, naive_workers) as base:
             baseline = fire(base, base_reqs, rate, base_failed)
         base_verify = stored_counts(url, base_reqs, base_failed)
     if verify["wrong"]:
@@ -363,6 +376,7 @@ def run(
             "stored_once": verify["wrong"] == 0,
             "verify": verify,
             "baseline_verify": base_verify,
+            "workers": workers or "campaigns web default",
         },
     )
 
@@ -374,6 +388,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--b6-base-seconds", type=float, default=1.0, help="B6 baseline run")
     p.add_argument("--b6-steps", default="25,50,75,100,150,200,300,400", help="step-up rates")
     p.add_argument("--b6-step-seconds", type=float, default=5.0)
+    p.add_argument(
+        "--b6-workers", type=int, default=0,
+        help="server processes (0: as `campaigns web` picks: 1 on SQLite, 1 per CPU otherwise)",
+    )  # fmt: skip
 
 
 def run_cli(args: argparse.Namespace, db: str) -> Figure:
@@ -389,4 +407,5 @@ def run_cli(args: argparse.Namespace, db: str) -> Figure:
         base_seconds=args.b6_base_seconds,
         step_rates=[float(r) for r in args.b6_steps.split(",") if r],
         step_seconds=args.b6_step_seconds,
+        workers=args.b6_workers,
     )

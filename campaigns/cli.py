@@ -448,13 +448,30 @@ def doctor() -> None:
 def web(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port.")] = 8000,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=64,
+            help="Server processes (default CAMPAIGNS_WEB_WORKERS, else 1 on SQLite and "
+            "one per CPU on PostgreSQL).",
+        ),
+    ] = None,
 ) -> None:
     """Serve the staff app, the JSON API and the provider webhooks."""
     import uvicorn
 
     from campaigns.web.app import create_app
+    from campaigns.web.serving import serve_processes, worker_count
 
-    uvicorn.run(create_app(_runtime()), host=host, port=port, proxy_headers=True)
+    rt = _runtime()  # checks the settings once, and makes any development keys ...
+    rt.settings.signing_key  # noqa: B018  ... before several processes start at once
+    count = worker_count(rt.settings, workers)
+    if count == 1:
+        uvicorn.run(create_app(rt), host=host, port=port, proxy_headers=True)
+        return
+    rt.engine.dispose()  # each worker builds its own runtime (and pool) from the same settings
+    serve_processes(host, port, count)
 
 
 @app.command("poll-imap")

@@ -9,12 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import Select, literal, select, true
 from sqlalchemy.orm import Session
 
 from campaigns import pacing
 from campaigns.composer import compose_system, recent_scores
-from campaigns.enrollments import apply_outcome, pacing_state, version_facts
+from campaigns.enrollments import apply_outcome, facts_by_id, pacing_state
 from campaigns.enums import (
     AlertKind,
     AlertPriority,
@@ -33,6 +33,7 @@ from campaigns.models import (
     OutboxMessage,
     PainReport,
     Patient,
+    ProgramVersion,
 )
 from campaigns.outbox import plan
 from campaigns.patients import record_consent
@@ -54,15 +55,18 @@ class ReplyResult:
     alerts: list[int] = field(default_factory=list)
 
 
-def live_enrollment(session: Session, patient_id: int) -> Enrollment | None:
-    """The enrollment a reply applies to: the newest one not completed or withdrawn.
+def live_enrollment(session: Session, patient_id: int) -> tuple[Enrollment, str] | None:
+    """The enrollment a reply applies to: the newest one not completed or withdrawn, with
+    its version's checksum (the key of the cached pacing facts, so the version row and its
+    JSON rules are not loaded per reply).
 
     Locked and re-read (PostgreSQL; SQLite transactions are already serial): a second text
     from the same patient, or a tick, waits for this reply's transaction and then sees its
     state, instead of failing on the row version and losing the patient's words.
     """
-    return session.scalar(
-        select(Enrollment)
+    row = session.execute(
+        select(Enrollment, ProgramVersion.checksum)
+        .join(ProgramVersion, ProgramVersion.id == Enrollment.version_id)
         .where(
             Enrollment.patient_id == patient_id,
             Enrollment.state.not_in([EnrollmentState.COMPLETED, EnrollmentState.WITHDRAWN]),
@@ -71,14 +75,13 @@ def live_enrollment(session: Session, patient_id: int) -> Enrollment | None:
         .limit(1)
         .with_for_update(of=Enrollment)
         .execution_options(populate_existing=True)
-    )
+    ).first()
+    return (row[0], row[1]) if row is not None else None
 
 
-def answered_message(
-    session: Session, patient_id: int, channel: Channel, now: datetime
-) -> int | None:
+def answered_message_query(patient_id: int, channel: Channel, now: datetime) -> Select[tuple[int]]:
     """Replies answer the newest message that actually reached the patient on that channel."""
-    return session.scalar(
+    return (
         select(OutboxMessage.id)
         .where(
             OutboxMessage.patient_id == patient_id,
@@ -91,6 +94,34 @@ def answered_message(
     )
 
 
+def answered_message(
+    session: Session, patient_id: int, channel: Channel, now: datetime
+) -> int | None:
+    return session.scalar(answered_message_query(patient_id, channel, now))
+
+
+def answered_and_scores(
+    session: Session, patient_id: int, channel: Channel, now: datetime, *, limit: int
+) -> tuple[int | None, list[float]]:
+    """``answered_message`` and ``composer.recent_scores`` (oldest first) in one round trip:
+    one row per recent score, each carrying the answered message, or one row of NULL scores."""
+    scores = (
+        select(PainReport.score, PainReport.reported_at, PainReport.id)
+        .where(PainReport.patient_id == patient_id)
+        .order_by(PainReport.reported_at.desc(), PainReport.id.desc())
+        .limit(limit)
+        .subquery()
+    )
+    anchor = select(literal(1).label("one")).subquery()
+    rows = session.execute(
+        select(answered_message_query(patient_id, channel, now).scalar_subquery(), scores.c.score)
+        .select_from(anchor.outerjoin(scores, true()))
+        .order_by(scores.c.reported_at.desc(), scores.c.id.desc())
+    ).all()
+    answered = rows[0][0] if rows else None
+    return answered, [row[1] for row in reversed(rows) if row[1] is not None]
+
+
 def receive_reply(
     rt: Runtime,
     session: Session,
@@ -101,25 +132,36 @@ def receive_reply(
     now: datetime,
     provider_id: str | None = None,
     in_reply_to_id: int | None = None,
+    provider_id_checked: bool = False,
 ) -> ReplyResult:
+    """Store ``text`` once per ``provider_id`` and apply it. ``provider_id_checked`` says the
+    caller already found no reply with that id in this transaction (the SMS webhook asks in
+    its sender lookup, saving a round trip); a concurrent duplicate still fails on the unique
+    index at INSERT."""
     # PostgreSQL text cannot hold NUL: keep the patient's words, with NUL shown as U+FFFD.
     text = text.replace("\x00", "\ufffd")
     provider_id = provider_id.replace("\x00", "\ufffd") if provider_id is not None else None
-    if provider_id is not None:
+    if provider_id is not None and not provider_id_checked:
         seen = session.scalar(
             select(InboundReply.id).where(InboundReply.provider_id == provider_id)
         )
         if seen is not None:
             return ReplyResult(seen, duplicate=True)
-    enrollment = live_enrollment(session, patient.id)
-    facts = version_facts(session, enrollment.version) if enrollment else None
+    live = live_enrollment(session, patient.id)
+    enrollment = live[0] if live else None
+    facts = facts_by_id(session, live[0].version_id, live[1]) if live else None
     rules = facts.rules if facts else pacing.PacingRules()
     parsed = parse_reply(text, flare_phrases=rules.flare_keywords)
-    prior = recent_scores(session, patient.id, limit=rules.baseline_window)
+    if in_reply_to_id is None:
+        in_reply_to_id, prior = answered_and_scores(
+            session, patient.id, channel, now, limit=rules.baseline_window
+        )
+    else:
+        prior = recent_scores(session, patient.id, limit=rules.baseline_window)
     reply = InboundReply(
         patient_id=patient.id,
         enrollment_id=enrollment.id if enrollment else None,
-        in_reply_to_id=in_reply_to_id or answered_message(session, patient.id, channel, now),
+        in_reply_to_id=in_reply_to_id,
         channel=channel,
         received_at=now,
         raw_text=text,

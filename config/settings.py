@@ -6,7 +6,9 @@ messaged, with an error that names the environment variable.
 
 from __future__ import annotations
 
+import os
 import secrets
+import tempfile
 from collections.abc import Callable
 from datetime import time
 from functools import lru_cache
@@ -61,6 +63,13 @@ class Settings(BaseSettings):
     clinic_name: str = "Riverside Pain Recovery Clinic"
     clinic_phone: str = "+1 555 010 0199"
     public_base_url: str = "http://localhost:8000"
+    #: ``campaigns web`` processes; 0 = one per CPU on a server database, 1 on SQLite (one
+    #: file lock serialises its writers, so more processes only add lock waits).
+    web_workers: int = Field(default=0, ge=0, le=64)
+    #: Requests a web process runs at once in sync handlers (the rest wait their turn, in
+    #: order); 0 = the database pool's capacity, so no request waits on a connection (1 on
+    #: SQLite, where every transaction takes the one write lock).
+    web_threads: int = Field(default=0, ge=0, le=200)
 
     sms_transport: Literal["file", "twilio"] = "file"
     email_transport: Literal["file", "smtp"] = "file"
@@ -190,12 +199,22 @@ class Settings(BaseSettings):
         return self.dev_secret(".secret_key", lambda: secrets.token_hex(32)).encode()
 
     def dev_secret(self, name: str, generate: Callable[[], str]) -> str:
-        """A development secret kept in the data dir (mode 0600), made on first use."""
+        """A development secret kept in the data dir (mode 0600), made on first use.
+
+        Published with a hard link so processes starting together (``campaigns web
+        --workers``) all read the first one written, never a half-written or second key."""
         path = self.data_dir / name
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(generate())
-            path.chmod(0o600)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f"{name}.")
+            try:
+                with os.fdopen(fd, "w") as out:
+                    out.write(generate())
+                os.link(tmp, path)
+            except FileExistsError:
+                pass
+            finally:
+                os.unlink(tmp)
         return path.read_text().strip()
 
 

@@ -27,6 +27,7 @@ from campaigns.web import (
 )
 from campaigns.web.pages import TEMPLATES_DIR
 from campaigns.web.security import LoginRequired
+from campaigns.web.serving import admission_lifespan
 from config.settings import get_settings
 
 SESSION_MAX_AGE = 8 * 60 * 60  # a working day; log in again tomorrow
@@ -59,7 +60,11 @@ async def _to_login(request: Request, exc: Exception) -> Response:
 def create_app(rt: Runtime | None = None) -> FastAPI:
     configure_logging()
     runtime = rt or build_runtime(get_settings())
-    app = FastAPI(title="campaigns", summary="Patient messaging for chronic pain programs")
+    app = FastAPI(
+        title="campaigns",
+        summary="Patient messaging for chronic pain programs",
+        lifespan=admission_lifespan(runtime.settings, runtime.engine),
+    )
     app.state.runtime = runtime
     app.add_middleware(
         SessionMiddleware,

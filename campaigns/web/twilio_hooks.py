@@ -24,11 +24,10 @@ from twilio.twiml.messaging_response import MessagingResponse
 
 from campaigns.channels.twilio_sms import STATUS_CALLBACK_PATH, UNSUBSCRIBED
 from campaigns.enums import Channel, MessageStatus
-from campaigns.inbound import receive_reply
+from campaigns.inbound import ReplyResult, receive_reply
 from campaigns.logs import get_logger
-from campaigns.models import OutboxMessage, utcnow
+from campaigns.models import InboundReply, OutboxMessage, Patient, utcnow
 from campaigns.outbox import provider_opt_out, record_provider_status
-from campaigns.patients import find_by_phone
 from campaigns.runtime import Runtime
 from campaigns.web.deps import RuntimeDep, get_runtime
 from config.settings import Settings
@@ -144,19 +143,23 @@ def incoming_sms(
 def receive_sms(rt: Runtime, sms: InboundSms, *, now: datetime) -> list[str]:
     """One transaction: the reply, its effects, and the answers claimed for TwiML."""
     with rt.session() as session:
-        patient = find_by_phone(session, sms.sender)
+        patient, seen = sender_and_seen(session, sms)
         if patient is None:
             log.info("twilio sms from unknown sender", message_sid=sms.message_sid)
             return []
-        result = receive_reply(
-            rt,
-            session,
-            patient,
-            sms.body,
-            channel=Channel.SMS,
-            now=now,
-            provider_id=sms.message_sid,
-        )
+        if seen is not None:  # Twilio delivered this text before: stored and answered then
+            result = ReplyResult(seen, duplicate=True)
+        else:
+            result = receive_reply(
+                rt,
+                session,
+                patient,
+                sms.body,
+                channel=Channel.SMS,
+                now=now,
+                provider_id=sms.message_sid,
+                provider_id_checked=True,
+            )
         answers = answer_inline(session, result.responses, sms.message_sid, now=now)
     log.info(
         "twilio sms received",
@@ -169,23 +172,39 @@ def receive_sms(rt: Runtime, sms: InboundSms, *, now: datetime) -> list[str]:
     return answers
 
 
+def sender_and_seen(session: Session, sms: InboundSms) -> tuple[Patient | None, int | None]:
+    """The patient with this number and the id of a reply already stored under this
+    MessageSid, in one round trip (Twilio's retries are the only duplicates)."""
+    seen = (
+        select(InboundReply.id)
+        .where(InboundReply.provider_id == sms.message_sid)
+        .limit(1)
+        .scalar_subquery()
+    )
+    row = session.execute(
+        select(Patient, seen).where(Patient.has_phone(sms.sender)).limit(1)
+    ).first()
+    return (row[0], row[1]) if row is not None else (None, None)
+
+
 def answer_inline(
     session: Session, outbox_ids: Sequence[int], message_sid: str, *, now: datetime
 ) -> list[str]:
     """Claim each planned SMS answer as sent by TwiML; only claimed ones go in the reply."""
     bodies = []
     for n, outbox_id in enumerate(outbox_ids):
-        if _claim_for_twiml(session, outbox_id, f"twiml:{message_sid}:{n}", now=now):
-            body = session.scalar(
-                select(OutboxMessage.body_text).where(OutboxMessage.id == outbox_id)
-            )
-            bodies.append(body or "")
+        claimed = _claim_for_twiml(session, outbox_id, f"twiml:{message_sid}:{n}", now=now)
+        if claimed is not None:
+            bodies.append(claimed)
     return bodies
 
 
-def _claim_for_twiml(session: Session, outbox_id: int, provider_id: str, *, now: datetime) -> bool:
-    """planned -> sent in one conditional UPDATE, like the worker's claim: exactly one wins."""
-    claimed = session.execute(
+def _claim_for_twiml(
+    session: Session, outbox_id: int, provider_id: str, *, now: datetime
+) -> str | None:
+    """planned -> sent in one conditional UPDATE, like the worker's claim: exactly one wins.
+    Returns the claimed row's body (RETURNING saves re-reading it), None if not claimed."""
+    row = session.execute(
         update(OutboxMessage)
         .where(
             OutboxMessage.id == outbox_id,
@@ -200,8 +219,9 @@ def _claim_for_twiml(session: Session, outbox_id: int, provider_id: str, *, now:
             provider_id=provider_id,
             error=None,
         )
-    )
-    return getattr(claimed, "rowcount", 0) == 1
+        .returning(OutboxMessage.body_text)
+    ).first()
+    return None if row is None else (row[0] or "")
 
 
 @router.post(STATUS_CALLBACK_PATH, response_class=Response)
