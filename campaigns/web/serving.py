@@ -11,8 +11,8 @@ fail after the pool's 30 s timeout) while contending for the GIL, so under overl
 request gets slower. Bounding the pool to the connection pool's capacity makes the rest wait
 their turn in order, on the event loop, costing nothing. Nothing is refused: Twilio does not
 retry an inbound SMS webhook, so a 503 would lose the patient's words; a request that waits
-too long is still stored (Twilio's 15 s timeout only drops the TwiML answer, whose outbox row
-the worker then sends).
+past Twilio's 15 s timeout is still stored and acted on (only its inline TwiML answer, if
+any, goes unread).
 """
 
 from __future__ import annotations
