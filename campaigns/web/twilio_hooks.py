@@ -5,17 +5,29 @@ Twilio called (``public_base_url`` + path + query), so validation holds behind a
 rewrites host, scheme or prefix. Nothing is read from or written to the database before the
 signature is good. Answers the patient is owed (HELP, STOP/START confirmations, crisis
 resources) go back inside the TwiML reply and their outbox rows are marked sent in the same
-transaction, so the worker never sends them a second time.
+transaction, so the worker never sends them a second time. Twilio stops waiting for that
+reply after 15 s, so a text handled later than ``TWIML_DEADLINE`` after it arrived (a queue
+under a burst) gets an empty reply and its answers go out by the REST API after the response.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
+from fastapi import (
+    APIRouter,
+    BackgroundTasks,
+    Depends,
+    HTTPException,
+    Query,
+    Request,
+    Response,
+    status,
+)
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -27,7 +39,7 @@ from campaigns.enums import Channel, MessageStatus
 from campaigns.inbound import ReplyResult, receive_reply
 from campaigns.logs import get_logger
 from campaigns.models import InboundReply, OutboxMessage, Patient, utcnow
-from campaigns.outbox import provider_opt_out, record_provider_status
+from campaigns.outbox import deliver_batch, provider_opt_out, record_provider_status
 from campaigns.runtime import Runtime
 from campaigns.web.deps import RuntimeDep, get_runtime
 from config.settings import Settings
@@ -36,6 +48,9 @@ SMS_PATH = "/webhooks/twilio/sms"
 SIGNATURE_HEADER = "X-Twilio-Signature"
 MAX_SID_LENGTH = 100
 TWIML_MEDIA_TYPE = "text/xml"
+#: Seconds after arrival past which an answer no longer goes in the TwiML: Twilio gives up on
+#: the HTTP reply at 15 s, and an answer marked sent in a reply nobody reads is lost.
+TWIML_DEADLINE = 10.0
 
 M = MessageStatus
 log = get_logger(__name__)
@@ -64,6 +79,15 @@ def get_now() -> datetime:
 
 
 NowDep = Annotated[datetime, Depends(get_now)]
+
+
+async def arrival() -> float:
+    """When the request reached the app (monotonic), taken on the event loop before the
+    handler waits for a worker thread; tests override it to play a request that waited."""
+    return time.monotonic()
+
+
+ArrivalDep = Annotated[float, Depends(arrival)]
 
 
 def public_url(settings: Settings, path: str, query: str) -> str:
@@ -128,25 +152,37 @@ def incoming_sms(
     form: Annotated[dict[str, str], Depends(signed_form(SMS_PATH))],
     rt: RuntimeDep,
     now: NowDep,
+    arrived: ArrivalDep,
+    background: BackgroundTasks,
 ) -> Response:
     """Store the text once per MessageSid, act on it, and answer in the same HTTP reply."""
     sms = InboundSms.from_form(form)
     try:
-        answers = receive_sms(rt, sms, now=now)
+        answers = receive_sms(rt, sms, now=now, deadline=arrived + TWIML_DEADLINE)
     except IntegrityError:
         # The same MessageSid delivered twice at once: the other request stored and answered it.
         log.info("twilio sms concurrent duplicate", message_sid=sms.message_sid)
-        answers = []
-    return twiml(answers)
+        answers = Answers()
+    if answers.late:
+        background.add_task(deliver_batch, rt, answers.late, now=now)
+    return twiml(answers.inline)
 
 
-def receive_sms(rt: Runtime, sms: InboundSms, *, now: datetime) -> list[str]:
+@dataclass
+class Answers:
+    #: Bodies claimed for the TwiML reply.
+    inline: list[str] = field(default_factory=list)
+    #: Planned answers left for the REST API, because Twilio no longer waits for the reply.
+    late: list[int] = field(default_factory=list)
+
+
+def receive_sms(rt: Runtime, sms: InboundSms, *, now: datetime, deadline: float) -> Answers:
     """One transaction: the reply, its effects, and the answers claimed for TwiML."""
     with rt.session() as session:
         patient, seen = sender_and_seen(session, sms)
         if patient is None:
             log.info("twilio sms from unknown sender", message_sid=sms.message_sid)
-            return []
+            return Answers()
         if seen is not None:  # Twilio delivered this text before: stored and answered then
             result = ReplyResult(seen, duplicate=True)
         else:
@@ -160,14 +196,20 @@ def receive_sms(rt: Runtime, sms: InboundSms, *, now: datetime) -> list[str]:
                 provider_id=sms.message_sid,
                 provider_id_checked=True,
             )
-        answers = answer_inline(session, result.responses, sms.message_sid, now=now)
+        if time.monotonic() < deadline:
+            answers = Answers(
+                inline=answer_inline(session, result.responses, sms.message_sid, now=now)
+            )
+        else:
+            answers = Answers(late=list(result.responses))
     log.info(
         "twilio sms received",
         message_sid=sms.message_sid,
         reply_id=result.reply_id,
         duplicate=result.duplicate,
         num_media=sms.num_media,
-        answers=len(answers),
+        answers=len(answers.inline),
+        late_answers=len(answers.late),
     )
     return answers
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+import time
 import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator, Sequence
@@ -33,7 +34,7 @@ from campaigns.patients import has_consent
 from campaigns.runtime import Runtime
 from campaigns.scheduler import tick
 from campaigns.web.app import create_app
-from campaigns.web.twilio_hooks import get_now
+from campaigns.web.twilio_hooks import TWIML_DEADLINE, arrival, get_now
 from tests.factories import load_program, make_enrollment
 from tests.fakes.twilio_api import AUTH_TOKEN, FakeTwilio, running
 from tests.servers import serve
@@ -54,6 +55,8 @@ class Webhooks:
     public_base_url: str
     now: datetime = DAY1_SEND
     token: str = AUTH_TOKEN
+    #: How long the request has waited (in a queue, under a burst) when its handler runs.
+    waited: float = 0.0
 
     def post(self, path: str, form: dict[str, str], *, query: str = "") -> httpx.Response:
         signed_url = f"{self.public_base_url}{path}" + (f"?{query}" if query else "")
@@ -97,6 +100,7 @@ def hooks(twilio_rt: Runtime) -> Iterator[Webhooks]:
     with serve(app) as base, httpx.Client(base_url=base, timeout=10) as client:
         webhooks = Webhooks(client, PUBLIC)
         app.dependency_overrides[get_now] = lambda: webhooks.now
+        app.dependency_overrides[arrival] = lambda: time.monotonic() - webhooks.waited
         yield webhooks
 
 
@@ -344,6 +348,29 @@ def test_crisis_text_alerts_staff_and_returns_resources_in_twiml(
     assert _count(twilio_rt, Alert) == 1
     [row] = _answers(twilio_rt, patient_id)
     assert (row.purpose, row.status) == (MessagePurpose.CRISIS, MessageStatus.SENT)
+
+
+def test_a_text_that_waited_past_twilios_patience_is_answered_by_the_rest_api(
+    twilio_rt: Runtime, hooks: Webhooks, fake: FakeTwilio
+) -> None:
+    """Twilio stops reading the HTTP reply at 15 s: an answer put in it then is never seen."""
+    patient_id, _, phone = _enrolled(twilio_rt)
+    hooks.now = MONDAY + timedelta(days=1, hours=3)
+    hooks.waited = TWIML_DEADLINE + 1
+    assert messages(hooks.post(SMS, inbound(phone, "i dont want to be alive anymore"))) == []
+    assert _count(twilio_rt, Alert) == 1
+
+    def answered() -> list[OutboxMessage]:
+        return [r for r in _answers(twilio_rt, patient_id) if r.status == MessageStatus.SENT]
+
+    deadline = time.monotonic() + 10
+    while not answered() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    [row] = answered()
+    assert row.purpose == MessagePurpose.CRISIS
+    assert row.provider_id and row.provider_id.startswith("SM"), "sent through the API"
+    [sent] = [r for r in fake.sent if r.sid == row.provider_id]
+    assert sent.form["To"] == phone and "988" in sent.form["Body"]
 
 
 def test_pause_and_resume_confirmations_come_back_in_twiml(
