@@ -8,7 +8,7 @@ from pathlib import Path
 
 from campaigns.enrollments import enroll
 from campaigns.enums import Channel
-from campaigns.models import Enrollment, Patient, ProgramVersion
+from campaigns.models import Consent, Enrollment, Patient, ProgramVersion
 from campaigns.patients import PatientInput, create_patient
 from campaigns.programs import load_folder, store_version
 from campaigns.runtime import Runtime
@@ -60,3 +60,18 @@ def make_enrollment(
         v = session.get_one(ProgramVersion, version_id)
         e: Enrollment = enroll(session, p, v, rt.window, by="test", now=now)
         return patient_id, e.id
+
+
+def revoke_sms(rt: Runtime, patient_id: int, *, at: datetime, method: str = "sms STOP") -> None:
+    """The patient withdraws SMS consent (a STOP text, or staff recording it), committed."""
+    with rt.session() as session:
+        session.add(
+            Consent(
+                patient_id=patient_id,
+                channel=Channel.SMS,
+                granted=False,
+                method=method,
+                recorded_by="patient" if method == "sms STOP" else "test",
+                at=at,
+            )
+        )

@@ -9,7 +9,7 @@ import pytest
 from campaigns import outbox
 from campaigns.channels.base import DeliveryError, OutgoingMessage, ProviderReceipt
 from campaigns.enums import Channel, MessagePurpose, MessageStatus
-from campaigns.models import Consent, OutboxMessage
+from campaigns.models import OutboxMessage
 from campaigns.outbox import (
     DeliveryResult,
     deliver,
@@ -22,7 +22,7 @@ from campaigns.outbox import (
 from campaigns.rendering import RenderedMessage
 from campaigns.runtime import Runtime
 from campaigns.scheduler import tick
-from tests.factories import load_program, make_enrollment
+from tests.factories import load_program, make_enrollment, revoke_sms
 
 MONDAY = datetime(2026, 3, 2, 5, 0, tzinfo=UTC)
 DUE = MONDAY + timedelta(hours=10)
@@ -115,17 +115,7 @@ def test_withdrawn_consent_between_plan_and_send_withholds(rt: Runtime) -> None:
     version = load_program(rt)
     patient_id, _ = make_enrollment(rt, version, now=MONDAY)
     [outbox_id] = tick(rt, now=DUE).planned
-    with rt.session() as session:
-        session.add(
-            Consent(
-                patient_id=patient_id,
-                channel=Channel.SMS,
-                granted=False,
-                method="staff",
-                recorded_by="test",
-                at=DUE,
-            )
-        )
+    revoke_sms(rt, patient_id, at=DUE, method="staff")
     assert deliver(rt, outbox_id, now=DUE) == DeliveryResult.WITHHELD
     row = _row(rt, outbox_id)
     assert row.status == MessageStatus.FAILED and row.error == "withheld: no sms consent"
@@ -219,17 +209,7 @@ def test_stop_arriving_while_a_batch_is_sent_holds_the_rest(
 
         def send(self, message: OutgoingMessage) -> ProviderReceipt:
             sent.append(message.outbox_id)
-            with rt.session() as session:  # the patient texts STOP meanwhile
-                session.add(
-                    Consent(
-                        patient_id=patient_id,
-                        channel=Channel.SMS,
-                        granted=False,
-                        method="sms STOP",
-                        recorded_by="patient",
-                        at=DUE,
-                    )
-                )
+            revoke_sms(rt, patient_id, at=DUE)  # the patient texts STOP meanwhile
             return ProviderReceipt(provider_id=f"ok-{message.outbox_id}")
 
     rt.transports[Channel.SMS] = StopAfterFirst()

@@ -22,14 +22,14 @@ from campaigns.channels.smtp_email import SmtpConfig, SmtpEmailTransport
 from campaigns.channels.twilio_sms import TwilioSmsTransport
 from campaigns.email_headers import EmailIdentity
 from campaigns.enums import Channel, MessagePurpose, MessageStatus
-from campaigns.models import Consent, OutboxMessage, Patient
+from campaigns.models import OutboxMessage, Patient
 from campaigns.outbox import DeliveryResult, deliver_batch, plan
 from campaigns.patients import has_consent
 from campaigns.ratelimit import LocalBucket, RateLimiter
 from campaigns.rendering import RenderedMessage
 from campaigns.runtime import Runtime
 from campaigns.scheduler import tick
-from tests.factories import load_program, make_enrollment
+from tests.factories import load_program, make_enrollment, revoke_sms
 from tests.fakes.smtp_server import configure_email, smtp_server
 from tests.fakes.twilio_api import UNSUBSCRIBED, FakeTwilio, running
 
@@ -196,17 +196,7 @@ def test_a_stop_arriving_mid_batch_holds_that_patients_later_messages(
         def send(self, message: OutgoingMessage) -> ProviderReceipt:
             receipt = super().send(message)
             if message.patient_id == stopping:
-                with rt.session() as session:
-                    session.add(
-                        Consent(
-                            patient_id=stopping,
-                            channel=Channel.SMS,
-                            granted=False,
-                            method="sms STOP",
-                            recorded_by="patient",
-                            at=DUE,
-                        )
-                    )
+                revoke_sms(rt, stopping, at=DUE)
             return receipt
 
     transport = PatientTextsStop.from_settings(rt.settings)
