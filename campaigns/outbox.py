@@ -18,20 +18,14 @@ from enum import StrEnum
 from typing import Any, cast
 
 from sqlalchemy import (
-    Date,
-    DateTime,
-    Integer,
-    String,
     Table,
     Text,
     bindparam,
-    func,
     select,
     type_coerce,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -164,28 +158,19 @@ def plan_many(session: Session, messages: Sequence[NewMessage], *, now: datetime
 
 
 _STEP_KEY = ["enrollment_id", "step_id", "occurrence"]
-#: Array types for ``_insert_unnest``: enums go in as their string values.
-_ARRAY_TYPES: dict[str, Any] = {
-    "patient_id": Integer(), "enrollment_id": Integer(), "step_id": Integer(),
-    "occurrence": Integer(), "purpose": String(), "channel": String(), "subject": String(),
-    "body_text": Text(), "body_html": Text(), "status": String(),
-    "planned_at": DateTime(timezone=True), "local_date": Date(), "attempts": Integer(),
-}  # fmt: skip
+#: The columns a planned row is inserted with.
+_PLANNED_COLUMNS = ("patient_id", "enrollment_id", "step_id", "occurrence", "purpose", "channel",
+                    "subject", "body_text", "body_html", "status", "planned_at", "local_date",
+                    "attempts")  # fmt: skip
 
 
 def _insert_unnest(session: Session, rows: list[dict[str, Any]]) -> list[int]:
     """PostgreSQL: ``INSERT .. SELECT unnest(array), ..``: one parameter per column instead
     of one per value, so psycopg does not parse a statement of thousands of placeholders."""
-    columns = list(_ARRAY_TYPES)
-    source = select(
-        *(
-            func.unnest(bindparam(f"a_{c}", [r[c] for r in rows], type_=ARRAY(_ARRAY_TYPES[c])))
-            for c in columns
-        )
-    )
+    source = unnest_rows(_OUTBOX, rows, {c: c for c in _PLANNED_COLUMNS})
     statement = (
         postgresql.insert(_OUTBOX)
-        .from_select(columns, source)
+        .from_select(list(_PLANNED_COLUMNS), select(*source.c))
         .on_conflict_do_nothing(index_elements=_STEP_KEY)
         .returning(_OUTBOX.c.id)
     )
