@@ -11,8 +11,8 @@ fail after the pool's 30 s timeout) while contending for the GIL, so under overl
 request gets slower. Bounding the pool to the connection pool's capacity makes the rest wait
 their turn in order, on the event loop, costing nothing. Nothing is refused: Twilio does not
 retry an inbound SMS webhook, so a 503 would lose the patient's words; a request that waits
-past Twilio's 15 s timeout is still stored and acted on (only its inline TwiML answer, if
-any, goes unread).
+past Twilio's patience is still stored and acted on, and its answers go out by the REST API
+instead of the TwiML nobody reads (``twilio_hooks.TWIML_DEADLINE``).
 """
 
 from __future__ import annotations
