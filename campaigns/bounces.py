@@ -20,7 +20,7 @@ from campaigns.email_headers import read_bounce_address
 from campaigns.enums import AlertKind, AlertPriority, AlertStatus, Channel, MessageStatus
 from campaigns.logs import get_logger
 from campaigns.models import Alert, OutboxMessage
-from campaigns.outbox import record_provider_status
+from campaigns.provider_status import record_provider_status
 
 log = get_logger(__name__)
 _STATUS = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")

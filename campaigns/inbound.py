@@ -35,7 +35,7 @@ from campaigns.models import (
     Patient,
     ProgramVersion,
 )
-from campaigns.outbox import plan
+from campaigns.outbox_plan import plan
 from campaigns.patients import record_consent
 from campaigns.replies import Keyword, ParsedReply, parse_reply
 from campaigns.runtime import Runtime

@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from datetime import time as dt_time
 from enum import StrEnum
 from typing import Any, cast
@@ -25,23 +25,19 @@ from sqlalchemy import (
     type_coerce,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Row
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from campaigns import lanes
 from campaigns.channels.base import DeliveryError, OutgoingMessage
-from campaigns.enrollments import apply_outcome, clock_of, pacing_state
+from campaigns.enrollments import clock_of
 from campaigns.enums import Channel, EnrollmentState, MessagePurpose, MessageStatus
 from campaigns.field_crypto import decrypt_stored
 from campaigns.logs import get_logger
 from campaigns.models import Enrollment, OutboxMessage, Patient
-from campaigns.pacing import opt_out
-from campaigns.patients import has_consent, record_consent
 from campaigns.pgbulk import unnest_rows
 from campaigns.prefetch import among, latest_consents, segment_limits
-from campaigns.rendering import RenderedMessage
+from campaigns.provider_status import opt_out_recipient
 from campaigns.runtime import Runtime
 from campaigns.sendwindow import PatientClock
 
@@ -71,110 +67,6 @@ class DeliveryResult(StrEnum):
     WITHHELD = "withheld"
     NOT_CLAIMED = "not-claimed"
     UNKNOWN = "unknown"
-
-
-def plan(
-    session: Session,
-    *,
-    patient_id: int,
-    message: RenderedMessage,
-    purpose: MessagePurpose,
-    now: datetime,
-    enrollment_id: int | None = None,
-    step_id: int | None = None,
-    occurrence: int = 0,
-    local_date: date | None = None,
-) -> OutboxMessage | None:
-    """Insert one planned row; returns None when that (enrollment, step, occurrence) exists."""
-    row = OutboxMessage(
-        patient_id=patient_id,
-        enrollment_id=enrollment_id,
-        step_id=step_id,
-        occurrence=occurrence,
-        purpose=purpose,
-        channel=message.channel,
-        subject=message.subject,
-        body_text=message.body_text,
-        body_html=message.body_html,
-        status=M.PLANNED,
-        planned_at=now,
-        local_date=local_date,
-    )
-    try:
-        with session.begin_nested():
-            session.add(row)
-            session.flush()
-    except IntegrityError:
-        return None
-    return row
-
-
-@dataclass(frozen=True)
-class NewMessage:
-    """One program message the tick wants in the outbox."""
-
-    patient_id: int
-    message: RenderedMessage
-    enrollment_id: int
-    step_id: int
-    occurrence: int
-    local_date: date | None
-
-
-def plan_many(session: Session, messages: Sequence[NewMessage], *, now: datetime) -> list[int]:
-    """Insert a batch of planned rows in one statement; ids of the rows actually inserted.
-
-    ``ON CONFLICT DO NOTHING`` on the (enrollment, step, occurrence) key is what ``plan``'s
-    savepoint did per row: a step already in the outbox is never planned twice.
-    """
-    if not messages:
-        return []
-    rows: list[dict[str, Any]] = [
-        {
-            "patient_id": m.patient_id,
-            "enrollment_id": m.enrollment_id,
-            "step_id": m.step_id,
-            "occurrence": m.occurrence,
-            "purpose": MessagePurpose.PROGRAM.value,
-            "channel": m.message.channel.value,
-            "subject": m.message.subject,
-            "body_text": m.message.body_text,
-            "body_html": m.message.body_html,
-            "status": M.PLANNED.value,
-            "planned_at": now,
-            "local_date": m.local_date,
-            "attempts": 0,
-        }
-        for m in messages
-    ]
-    if session.get_bind().dialect.name == "postgresql":
-        return _insert_unnest(session, rows)
-    statement = (
-        sqlite.insert(_OUTBOX)
-        .on_conflict_do_nothing(index_elements=_STEP_KEY)
-        .returning(_OUTBOX.c.id)
-    )
-    return sorted(session.execute(statement, rows).scalars())
-
-
-_STEP_KEY = ["enrollment_id", "step_id", "occurrence"]
-#: The columns a planned row is inserted with.
-_PLANNED_COLUMNS = ("patient_id", "enrollment_id", "step_id", "occurrence", "purpose", "channel",
-                    "subject", "body_text", "body_html", "status", "planned_at", "local_date",
-                    "attempts")  # fmt: skip
-
-
-def _insert_unnest(session: Session, rows: list[dict[str, Any]]) -> list[int]:
-    """PostgreSQL: ``INSERT .. SELECT unnest(array), ..``: one parameter per column instead
-    of one per value, so psycopg does not parse a statement of thousands of placeholders."""
-    source = unnest_rows(_OUTBOX, rows, {c: c for c in _PLANNED_COLUMNS})
-    statement = (
-        postgresql.insert(_OUTBOX)
-        .from_select(list(_PLANNED_COLUMNS), select(*source.c))
-        .on_conflict_do_nothing(index_elements=_STEP_KEY)
-        .returning(_OUTBOX.c.id)
-    )
-    return sorted(session.execute(statement).scalars())
 
 
 @dataclass(slots=True)
@@ -542,88 +434,10 @@ def _record_failure(
             .values(status=status, error=exc.reason[:500], planned_at=now + backoff)
         )
         if exc.opted_out:
-            _provider_opt_out(session, outgoing, exc.reason, now=now)
+            opt_out_recipient(session, outgoing, exc.reason, now=now)
     if exc.ambiguous:
         return DeliveryResult.UNKNOWN
     return DeliveryResult.FAILED if exc.permanent else DeliveryResult.DEFERRED
-
-
-def _provider_opt_out(
-    session: Session, outgoing: OutgoingMessage, reason: str, *, now: datetime
-) -> None:
-    """The carrier says the patient unsubscribed: record it as consent, stop the program."""
-    patient = session.get_one(Patient, outgoing.patient_id)
-    record_consent(
-        session,
-        patient,
-        outgoing.channel,
-        granted=False,
-        method="provider: recipient unsubscribed",
-        by="provider",
-        now=now,
-    )
-    live = session.scalars(
-        select(Enrollment).where(
-            Enrollment.patient_id == patient.id,
-            Enrollment.state.in_(
-                [EnrollmentState.ACTIVE, EnrollmentState.FLARE, EnrollmentState.PAUSED]
-            ),
-        )
-    ).all()
-    if outgoing.channel == patient.preferred_channel:
-        for enrollment in live:
-            outcome = opt_out(pacing_state(enrollment), f"provider: {reason}")
-            apply_outcome(session, enrollment, outcome, actor="provider", now=now)
-
-
-def provider_opt_out(session: Session, provider_id: str, reason: str, *, now: datetime) -> bool:
-    """A delivery callback says the recipient unsubscribed (Twilio 21610 after queueing):
-    the same consent change as a refused send; False when there is no consent left to revoke."""
-    row = session.scalar(select(OutboxMessage).where(OutboxMessage.provider_id == provider_id))
-    if row is None or not has_consent(session, row.patient_id, row.channel):
-        return False
-    outgoing = OutgoingMessage(
-        outbox_id=row.id, patient_id=row.patient_id, channel=row.channel, to="", body_text=""
-    )
-    _provider_opt_out(session, outgoing, reason, now=now)
-    return True
-
-
-#: Provider statuses in the order a message moves through them; never move backwards.
-_STATUS_RANK = {M.PLANNED: 0, M.SENDING: 1, M.UNKNOWN: 2, M.SENT: 2, M.DELIVERED: 3, M.FAILED: 3}
-
-
-def record_provider_status(
-    session: Session,
-    provider_id: str,
-    status: MessageStatus,
-    *,
-    now: datetime,
-    error: str | None = None,
-    outbox_id: int | None = None,
-) -> bool:
-    """Apply a delivery callback; out-of-order callbacks never move a row backwards.
-
-    ``outbox_id`` (from the callback URL) finds a row whose provider id is not stored yet:
-    a callback can beat the end of the batch that sent the message.
-    """
-    row = session.scalar(select(OutboxMessage).where(OutboxMessage.provider_id == provider_id))
-    if row is None and outbox_id is not None:
-        row = session.get(OutboxMessage, outbox_id)
-        if row is None or row.provider_id is not None or row.status != M.SENDING:
-            return False
-        row.provider_id = provider_id
-        row.sent_at = now
-    if row is None or row.status == status or _STATUS_RANK[status] < _STATUS_RANK[row.status]:
-        return False  # a repeated callback (or bounce report) changes nothing
-    if _STATUS_RANK[status] == _STATUS_RANK[row.status]:
-        return False  # delivered and failed are both final: the first one wins
-    row.status = status
-    if status == M.DELIVERED:
-        row.delivered_at = now
-    if status == M.FAILED and error:
-        row.error = error[:500]
-    return True
 
 
 def redispatchable(session: Session, *, now: datetime, limit: int = 1000) -> Sequence[int]:

@@ -21,7 +21,8 @@ from campaigns.enrollments import apply_outcomes, clock_of, pacing_state, versio
 from campaigns.enums import Channel, MessageStatus
 from campaigns.logs import get_logger
 from campaigns.models import Enrollment, OutboxMessage
-from campaigns.outbox import REDISPATCH_AFTER, NewMessage, plan_many, redispatchable
+from campaigns.outbox import REDISPATCH_AFTER, redispatchable
+from campaigns.outbox_plan import NewMessage, plan_many
 from campaigns.prefetch import latest_consents, recent_scores
 from campaigns.runtime import Runtime
 

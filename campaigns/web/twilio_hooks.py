@@ -39,7 +39,8 @@ from campaigns.enums import Channel, MessageStatus
 from campaigns.inbound import ReplyResult, receive_reply
 from campaigns.logs import get_logger
 from campaigns.models import InboundReply, OutboxMessage, Patient, utcnow
-from campaigns.outbox import deliver_batch, provider_opt_out, record_provider_status
+from campaigns.outbox import deliver_batch
+from campaigns.provider_status import provider_opt_out, record_provider_status
 from campaigns.runtime import Runtime
 from campaigns.web.deps import RuntimeDep, get_runtime
 from config.settings import Settings

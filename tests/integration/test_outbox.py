@@ -14,11 +14,11 @@ from campaigns.outbox import (
     DeliveryResult,
     deliver,
     deliver_batch,
-    plan,
-    record_provider_status,
     redispatchable,
     sweep_stale_sending,
 )
+from campaigns.outbox_plan import plan
+from campaigns.provider_status import record_provider_status
 from campaigns.rendering import RenderedMessage
 from campaigns.runtime import Runtime
 from campaigns.scheduler import tick

@@ -23,7 +23,8 @@ from campaigns.channels.twilio_sms import TwilioSmsTransport
 from campaigns.email_headers import EmailIdentity
 from campaigns.enums import Channel, MessagePurpose, MessageStatus
 from campaigns.models import OutboxMessage, Patient
-from campaigns.outbox import DeliveryResult, deliver_batch, plan
+from campaigns.outbox import DeliveryResult, deliver_batch
+from campaigns.outbox_plan import plan
 from campaigns.patients import has_consent
 from campaigns.ratelimit import LocalBucket, RateLimiter
 from campaigns.rendering import RenderedMessage

@@ -28,9 +28,9 @@ from campaigns.outbox import (
     RETRY_JITTER,
     DeliveryResult,
     deliver,
-    plan,
     redispatchable,
 )
+from campaigns.outbox_plan import plan
 from campaigns.patients import has_consent
 from campaigns.rendering import RenderedMessage
 from campaigns.runtime import Runtime, build_runtime, default_transports

@@ -1,0 +1,130 @@
+"""Planning: rows enter the outbox as ``planned``, each (enrollment, step, occurrence) once.
+
+The unique key is what makes a repeated tick harmless: a step already in the outbox is never
+planned twice, whether one row goes in (``plan``, a savepoint) or a tick's batch
+(``plan_many``, one ``INSERT .. ON CONFLICT DO NOTHING``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any, cast
+
+from sqlalchemy import Table, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from campaigns.enums import MessagePurpose, MessageStatus
+from campaigns.models import OutboxMessage
+from campaigns.pgbulk import unnest_rows
+from campaigns.rendering import RenderedMessage
+
+M = MessageStatus
+_OUTBOX = cast(Table, OutboxMessage.__table__)
+
+
+def plan(
+    session: Session,
+    *,
+    patient_id: int,
+    message: RenderedMessage,
+    purpose: MessagePurpose,
+    now: datetime,
+    enrollment_id: int | None = None,
+    step_id: int | None = None,
+    occurrence: int = 0,
+    local_date: date | None = None,
+) -> OutboxMessage | None:
+    """Insert one planned row; returns None when that (enrollment, step, occurrence) exists."""
+    row = OutboxMessage(
+        patient_id=patient_id,
+        enrollment_id=enrollment_id,
+        step_id=step_id,
+        occurrence=occurrence,
+        purpose=purpose,
+        channel=message.channel,
+        subject=message.subject,
+        body_text=message.body_text,
+        body_html=message.body_html,
+        status=M.PLANNED,
+        planned_at=now,
+        local_date=local_date,
+    )
+    try:
+        with session.begin_nested():
+            session.add(row)
+            session.flush()
+    except IntegrityError:
+        return None
+    return row
+
+
+@dataclass(frozen=True)
+class NewMessage:
+    """One program message the tick wants in the outbox."""
+
+    patient_id: int
+    message: RenderedMessage
+    enrollment_id: int
+    step_id: int
+    occurrence: int
+    local_date: date | None
+
+
+def plan_many(session: Session, messages: Sequence[NewMessage], *, now: datetime) -> list[int]:
+    """Insert a batch of planned rows in one statement; ids of the rows actually inserted.
+
+    ``ON CONFLICT DO NOTHING`` on the (enrollment, step, occurrence) key is what ``plan``'s
+    savepoint did per row: a step already in the outbox is never planned twice.
+    """
+    if not messages:
+        return []
+    rows: list[dict[str, Any]] = [
+        {
+            "patient_id": m.patient_id,
+            "enrollment_id": m.enrollment_id,
+            "step_id": m.step_id,
+            "occurrence": m.occurrence,
+            "purpose": MessagePurpose.PROGRAM.value,
+            "channel": m.message.channel.value,
+            "subject": m.message.subject,
+            "body_text": m.message.body_text,
+            "body_html": m.message.body_html,
+            "status": M.PLANNED.value,
+            "planned_at": now,
+            "local_date": m.local_date,
+            "attempts": 0,
+        }
+        for m in messages
+    ]
+    if session.get_bind().dialect.name == "postgresql":
+        return _insert_unnest(session, rows)
+    statement = (
+        sqlite.insert(_OUTBOX)
+        .on_conflict_do_nothing(index_elements=_STEP_KEY)
+        .returning(_OUTBOX.c.id)
+    )
+    return sorted(session.execute(statement, rows).scalars())
+
+
+_STEP_KEY = ["enrollment_id", "step_id", "occurrence"]
+#: The columns a planned row is inserted with.
+_PLANNED_COLUMNS = ("patient_id", "enrollment_id", "step_id", "occurrence", "purpose", "channel",
+                    "subject", "body_text", "body_html", "status", "planned_at", "local_date",
+                    "attempts")  # fmt: skip
+
+
+def _insert_unnest(session: Session, rows: list[dict[str, Any]]) -> list[int]:
+    """PostgreSQL: ``INSERT .. SELECT unnest(array), ..``: one parameter per column instead
+    of one per value, so psycopg does not parse a statement of thousands of placeholders."""
+    source = unnest_rows(_OUTBOX, rows, {c: c for c in _PLANNED_COLUMNS})
+    statement = (
+        postgresql.insert(_OUTBOX)
+        .from_select(list(_PLANNED_COLUMNS), select(*source.c))
+        .on_conflict_do_nothing(index_elements=_STEP_KEY)
+        .returning(_OUTBOX.c.id)
+    )
+    return sorted(session.execute(statement).scalars())
