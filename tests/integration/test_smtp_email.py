@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import logging
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email import policy
 from email.message import EmailMessage
@@ -29,8 +29,8 @@ from campaigns.logs import configure
 from campaigns.models import OutboxMessage, Patient
 from campaigns.outbox import DeliveryResult, deliver
 from campaigns.runtime import Runtime
-from campaigns.scheduler import tick
 from campaigns.tokens import read_unsubscribe_token
+from tests.email_support import send_due
 from tests.factories import load_program, make_enrollment
 from tests.fakes.smtp_server import PASSWORD, USERNAME, configure_email, smtp_server
 from tests.fakes.tls import Certificates, make_certificates
@@ -80,14 +80,6 @@ def smtp(
     made.append(transport)
     configure_email(rt, transport)
     return transport
-
-
-def send_due(rt: Runtime, now: datetime) -> list[int]:
-    def dispatch(ids: Sequence[int]) -> None:
-        for outbox_id in ids:
-            deliver(rt, outbox_id, now=now)
-
-    return tick(rt, now=now, dispatch=dispatch).planned
 
 
 def email_patient(rt: Runtime) -> tuple[int, str]:
