@@ -17,7 +17,16 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from bench import b1_enrol, b2_tick, b3_send, b4_e2e, b5_ratelimit, b6_replies, b7_soak
+from bench import (
+    b1_enrol,
+    b2_tick,
+    b3_send,
+    b4_e2e,
+    b5_queue,
+    b5_ratelimit,
+    b6_replies,
+    b7_soak,
+)
 from bench.common import (
     BENCH_NOW,
     Figure,
@@ -94,6 +103,8 @@ def run_database(
                 if fig:
                     figures.append(fig)
             rt.engine.dispose()
+    if "B5" in only:
+        figures += _guard(errors, f"B5 {db}", b5_queue.run, db=db, smoke=args.smoke) or []
     if "B4" in only:
         burst = 40 if args.smoke else parse_size(args.b4_burst)
         base_n = 20 if args.smoke else parse_size(args.b4_baseline)

@@ -21,6 +21,7 @@ from campaigns.cli_keys import keys_app
 from campaigns.cli_users import users_app
 from campaigns.data_care import purge_patient
 from campaigns.db import migrate
+from campaigns.dispatch_budget import unlimited
 from campaigns.enrollments import EnrollmentError, enroll
 from campaigns.enums import Channel, EnrollmentState, MessageStatus
 from campaigns.field_crypto import FieldKeyError
@@ -273,7 +274,8 @@ def tick(
             outcome = deliver(rt, outbox_id, now=when)
             results[outcome.value] = results.get(outcome.value, 0) + 1
 
-    summary = run_tick(rt, now=when, dispatch=dispatch if deliver_now else None)
+    # Sent here and now: no broker queue to bound, so no dispatch budget either.
+    summary = run_tick(rt, now=when, dispatch=dispatch if deliver_now else None, budget=unlimited())
     console.print({**summary.as_dict(), **results})
 
 

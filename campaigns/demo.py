@@ -26,11 +26,12 @@ from sqlalchemy import func, select
 from campaigns.db import migrate
 from campaigns.demo_report import console_table, intro, render_html
 from campaigns.demo_scripts import CastMember, PatientScript, ScriptedReply, cast_member
+from campaigns.dispatch_budget import REDISPATCH_AFTER, unlimited
 from campaigns.enrollments import enroll, rules_of
 from campaigns.enums import MessagePurpose, MessageStatus
 from campaigns.inbound import receive_reply
 from campaigns.models import Enrollment, OutboxMessage, Patient, ProgramVersion
-from campaigns.outbox import REDISPATCH_AFTER, DeliveryResult, deliver
+from campaigns.outbox import DeliveryResult, deliver
 from campaigns.patient_timeline import PatientSummary, collect
 from campaigns.patients import PatientInput, create_patient
 from campaigns.programs import bundled_folders, latest_version_id, load_folder, store_version
@@ -199,7 +200,7 @@ class Simulation:
         def dispatch(ids: Sequence[int]) -> None:
             sent.extend(i for i in ids if deliver(self.rt, i, now=now) == DeliveryResult.SENT)
 
-        tick(self.rt, now=now, dispatch=dispatch)
+        tick(self.rt, now=now, dispatch=dispatch, budget=unlimited())  # sent inline, no queue
         if sent:
             self._answer(sent)
 

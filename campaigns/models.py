@@ -299,10 +299,13 @@ class OutboxMessage(Base):
     provider_id: Mapped[str | None] = mapped_column(String(100))
     error: Mapped[str | None] = mapped_column(String(500))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    #: Handed to a send task that should have sent it by then (``campaigns.dispatching``).
+    lease_until: Mapped[datetime | None] = mapped_column()
 
     __table_args__ = (
         UniqueConstraint("enrollment_id", "step_id", "occurrence", name="uq_outbox_step_once"),
         Index("ix_outbox_status_planned", "status", "planned_at"),
+        Index("ix_outbox_status_lease", "status", "lease_until"),
         Index("ix_outbox_patient", "patient_id", "id"),
     )
 

@@ -44,8 +44,6 @@ from campaigns.sendwindow import PatientClock
 M = MessageStatus
 _OUTBOX = cast(Table, OutboxMessage.__table__)  # Core statements for the batch path
 log = get_logger(__name__)
-#: A planned row not sent this long after it was due is handed to a send task again.
-REDISPATCH_AFTER = timedelta(minutes=2)
 #: A transient provider failure is retried by the redispatch sweep after this long ...
 RETRY_BACKOFF = timedelta(minutes=3)
 #: ... plus a random share of this, so the rows an outage deferred together do not all
@@ -266,7 +264,7 @@ def _defer_to_next_window(
     session.execute(
         update(_OUTBOX)
         .where(_OUTBOX.c.id == row.id, _OUTBOX.c.status == M.PLANNED)
-        .values(planned_at=planned_at, local_date=day)
+        .values(planned_at=planned_at, local_date=day, lease_until=None)
     )
     enrollment = session.get(Enrollment, row.enrollment_id) if row.enrollment_id else None
     if enrollment is None or (enrollment.last_program_send_on or day) > day:
@@ -376,7 +374,9 @@ def _release(rt: Runtime, ids: list[int]) -> None:
         session.execute(
             update(table)
             .where(among(session, table.c.id, ids), table.c.status == M.SENDING)
-            .values(status=M.PLANNED, sending_at=None, attempts=table.c.attempts - 1)
+            .values(
+                status=M.PLANNED, sending_at=None, attempts=table.c.attempts - 1, lease_until=None
+            )
         )
 
 
@@ -431,25 +431,15 @@ def _record_failure(
         session.execute(
             update(OutboxMessage)
             .where(OutboxMessage.id == outgoing.outbox_id, OutboxMessage.status == M.SENDING)
-            .values(status=status, error=exc.reason[:500], planned_at=now + backoff)
+            .values(
+                status=status, error=exc.reason[:500], planned_at=now + backoff, lease_until=None
+            )
         )
         if exc.opted_out:
             opt_out_recipient(session, outgoing, exc.reason, now=now)
     if exc.ambiguous:
         return DeliveryResult.UNKNOWN
     return DeliveryResult.FAILED if exc.permanent else DeliveryResult.DEFERRED
-
-
-def redispatchable(session: Session, *, now: datetime, limit: int = 1000) -> Sequence[int]:
-    """Planned rows whose send task was lost or deferred: hand them out again."""
-    return session.scalars(
-        select(OutboxMessage.id)
-        .where(
-            OutboxMessage.status == M.PLANNED, OutboxMessage.planned_at <= now - REDISPATCH_AFTER
-        )
-        .order_by(OutboxMessage.planned_at, OutboxMessage.id)
-        .limit(limit)
-    ).all()
 
 
 def sweep_stale_sending(session: Session, *, now: datetime, stale_after: timedelta) -> int:

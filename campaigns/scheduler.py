@@ -17,11 +17,12 @@ from sqlalchemy.orm import Session
 from campaigns import pacing
 from campaigns.claims import DueEnrollment, claim_due
 from campaigns.composer import compose_step
+from campaigns.dispatch_budget import REDISPATCH_AFTER, DispatchBudget
+from campaigns.dispatching import admit, budget_for, redispatch, redispatchable
 from campaigns.enrollments import apply_outcomes, clock_of, pacing_state, version_facts
 from campaigns.enums import Channel, MessageStatus
 from campaigns.logs import get_logger
 from campaigns.models import Enrollment, OutboxMessage
-from campaigns.outbox import REDISPATCH_AFTER, redispatchable
 from campaigns.outbox_plan import NewMessage, plan_many
 from campaigns.prefetch import latest_consents, recent_scores
 from campaigns.runtime import Runtime
@@ -149,26 +150,42 @@ def tick(
     now: datetime,
     batch_size: int | None = None,
     dispatch: Callable[[Sequence[int]], None] | None = None,
+    budget: DispatchBudget | None = None,
 ) -> TickSummary:
-    """One scheduler pass; each batch commits before its messages are handed to ``dispatch``."""
+    """One scheduler pass; each batch commits before its messages are handed to ``dispatch``.
+
+    With ``dispatch``, only what each channel's budget allows is handed out (and leased):
+    the rest waits in the database for a later tick, so the broker's queue stays bounded
+    however large the backlog. ``budget`` defaults to the runtime's rates and what is
+    already handed out."""
     size = batch_size or rt.settings.tick_batch_size
     summary = TickSummary()
     if idle(rt, now):
         return summary
+    if dispatch is not None and budget is None:
+        with rt.session() as session:
+            budget = budget_for(rt, session, now=now)
     while True:
         with rt.session() as session:
             due = claim_due(session, now=now, limit=size)
             planned = process_batch(rt, session, due, now=now)
+            handed = (
+                admit(session, budget, planned, now=now)
+                if dispatch is not None and budget is not None
+                else []
+            )
         summary.claimed += len(due)
         summary.batches += 1 if due else 0
         summary.planned += planned
-        if dispatch and planned:
-            dispatch(planned)
+        if dispatch and handed:
+            dispatch(handed)
         if len(due) < size:
             break
     with rt.session() as session:
-        fresh = set(summary.planned)
-        summary.redispatched = [i for i in redispatchable(session, now=now) if i not in fresh]
+        if dispatch is not None and budget is not None:
+            summary.redispatched = redispatch(session, budget, now=now)
+        else:
+            summary.redispatched = list(redispatchable(session, now=now))
     if dispatch and summary.redispatched:
         dispatch(summary.redispatched)
     log.info("tick", now=now.isoformat(), **summary.as_dict())

@@ -29,10 +29,10 @@ from sqlalchemy import create_engine, func, select, text, update
 from sqlalchemy.exc import OperationalError
 
 from campaigns.channels.twilio_sms import TwilioSmsTransport
+from campaigns.dispatch_budget import REDISPATCH_AFTER
 from campaigns.enums import Channel, MessageStatus, Track
 from campaigns.models import Enrollment, OutboxMessage, Patient, ProgramStep, utcnow
 from campaigns.outbox import (
-    REDISPATCH_AFTER,
     RETRY_BACKOFF,
     RETRY_JITTER,
     DeliveryResult,

@@ -8,13 +8,13 @@ import pytest
 
 from campaigns import outbox
 from campaigns.channels.base import DeliveryError, OutgoingMessage, ProviderReceipt
+from campaigns.dispatching import redispatchable
 from campaigns.enums import Channel, MessagePurpose, MessageStatus
 from campaigns.models import OutboxMessage
 from campaigns.outbox import (
     DeliveryResult,
     deliver,
     deliver_batch,
-    redispatchable,
     sweep_stale_sending,
 )
 from campaigns.outbox_plan import plan

@@ -20,6 +20,7 @@ from campaigns.channels.twilio_sms import (
     TwilioSmsTransport,
     retry_seconds,
 )
+from campaigns.dispatching import redispatchable
 from campaigns.enums import Channel, EnrollmentState, MessagePurpose, MessageStatus
 from campaigns.logs import configure
 from campaigns.models import Consent, Enrollment, OutboxMessage, Patient
@@ -28,7 +29,6 @@ from campaigns.outbox import (
     RETRY_JITTER,
     DeliveryResult,
     deliver,
-    redispatchable,
 )
 from campaigns.outbox_plan import plan
 from campaigns.patients import has_consent

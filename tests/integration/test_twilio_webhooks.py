@@ -18,6 +18,7 @@ from sqlalchemy import func, select
 from twilio.request_validator import RequestValidator
 
 from campaigns.channels.twilio_sms import TwilioSmsTransport
+from campaigns.dispatching import redispatchable
 from campaigns.enums import Channel, EnrollmentState, MessagePurpose, MessageStatus, StepKind
 from campaigns.logs import configure
 from campaigns.models import (
@@ -29,7 +30,7 @@ from campaigns.models import (
     Patient,
     ProgramStep,
 )
-from campaigns.outbox import DeliveryResult, deliver, redispatchable
+from campaigns.outbox import DeliveryResult, deliver
 from campaigns.patients import has_consent
 from campaigns.runtime import Runtime
 from campaigns.scheduler import tick

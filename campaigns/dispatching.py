@@ -1,0 +1,116 @@
+"""Handing planned outbox rows to send tasks, within each channel's dispatch budget.
+
+A row handed out gets ``lease_until``: it counts as waiting in the broker until then, and is
+not handed out again before it, so a backlog draining at a rate limit is neither sent twice
+nor copied into the broker tick after tick. Rows the budget leaves out stay ``planned`` in
+the database, and a later tick hands them out once earlier ones have been sent.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.orm import Session
+
+from campaigns.dispatch_budget import REDISPATCH_AFTER, DispatchBudget, horizon_for
+from campaigns.enums import Channel, MessageStatus
+from campaigns.models import OutboxMessage
+from campaigns.prefetch import among
+from campaigns.runtime import Runtime
+
+M = MessageStatus
+#: Most rows one tick hands out again per channel, so a tick stays short after an outage.
+REDISPATCH_LIMIT = 10_000
+
+
+def budget_for(rt: Runtime, session: Session, *, now: datetime) -> DispatchBudget:
+    """The runtime's rates with what is already handed out and not yet sent."""
+    rates = dict(rt.limiter.rates) if rt.limiter is not None else {}
+    return DispatchBudget(
+        rates=rates,
+        horizon=horizon_for(rt.settings.tick_seconds),
+        in_flight=in_flight(session, now=now),
+    )
+
+
+def in_flight(session: Session, *, now: datetime) -> dict[Channel, int]:
+    rows = session.execute(
+        select(OutboxMessage.channel, func.count())
+        .where(OutboxMessage.status == M.PLANNED, OutboxMessage.lease_until > now)
+        .group_by(OutboxMessage.channel)
+    ).all()
+    return {channel: int(count) for channel, count in rows}
+
+
+def admit(
+    session: Session, budget: DispatchBudget, ids: Sequence[int], *, now: datetime
+) -> list[int]:
+    """The rows of ``ids`` the budget lets out now, leased; the rest wait in the database."""
+    if not ids:
+        return []
+    by_channel: dict[Channel, list[int]] = defaultdict(list)
+    rows = session.execute(
+        select(OutboxMessage.id, OutboxMessage.channel).where(among(session, OutboxMessage.id, ids))
+    ).all()
+    for outbox_id, channel in sorted(rows):
+        by_channel[channel].append(outbox_id)
+    handed: list[int] = []
+    for channel, channel_ids in by_channel.items():
+        handed += _lease(session, budget, channel, channel_ids, now=now)
+    return sorted(handed)
+
+
+def redispatch(session: Session, budget: DispatchBudget, *, now: datetime) -> list[int]:
+    """Planned rows whose send task was lost, deferred or never given, oldest first, as
+    many per channel as the budget has room for; leased."""
+    handed: list[int] = []
+    for channel in Channel:
+        room = budget.room(channel)
+        if room < 1:
+            continue
+        limit = int(min(room, REDISPATCH_LIMIT))
+        ids = redispatchable(session, now=now, channel=channel, limit=limit)
+        handed += _lease(session, budget, channel, list(ids), now=now)
+    return handed
+
+
+def redispatchable(
+    session: Session,
+    *,
+    now: datetime,
+    channel: Channel | None = None,
+    limit: int = REDISPATCH_LIMIT,
+) -> Sequence[int]:
+    """Planned at least ``REDISPATCH_AFTER`` ago and not leased to a send task now."""
+    query = select(OutboxMessage.id).where(
+        OutboxMessage.status == M.PLANNED,
+        OutboxMessage.planned_at <= now - REDISPATCH_AFTER,
+        or_(OutboxMessage.lease_until.is_(None), OutboxMessage.lease_until <= now),
+    )
+    if channel is not None:
+        query = query.where(OutboxMessage.channel == channel)
+    order = (OutboxMessage.planned_at, OutboxMessage.id)
+    return session.scalars(query.order_by(*order).limit(limit)).all()
+
+
+def _lease(
+    session: Session,
+    budget: DispatchBudget,
+    channel: Channel,
+    ids: list[int],
+    *,
+    now: datetime,
+) -> list[int]:
+    count, lease_until = budget.take(channel, len(ids), now=now)
+    handed = ids[:count]
+    if handed:
+        session.execute(
+            update(OutboxMessage)
+            .where(among(session, OutboxMessage.id, handed))
+            .values(lease_until=lease_until)
+            .execution_options(synchronize_session=False)
+        )
+    return handed
