@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sqlalchemy import select, text
+from sqlalchemy import select, text, update
 
 from bench.common import Figure, median, percentile
 from campaigns.enums import EnrollmentState
@@ -45,7 +45,19 @@ def bare_transaction(rt: Runtime) -> None:
         session.execute(text("SELECT 1"))
 
 
-def run(rt: Runtime, *, db: str, size: int, now: datetime, smoke: bool) -> Figure:
+def all_at_nine(rt: Runtime, *, now: datetime) -> None:
+    """Every enrollment next due at one instant tomorrow (09:00 in New York), the other
+    shape of the schedule: the probe must not care how due times are distributed."""
+    nine = (now + timedelta(days=1)).replace(hour=14, minute=0, second=0, microsecond=0)
+    with rt.session() as session:
+        session.execute(
+            update(Enrollment).where(Enrollment.state.in_(LIVE)).values(next_due_at=nine)
+        )
+    with rt.engine.begin() as conn:
+        conn.execute(text("ANALYZE"))
+
+
+def run(rt: Runtime, *, db: str, size: int, now: datetime, smoke: bool, shape: str = "") -> Figure:
     ours = _samples(lambda: tick(rt, now=now), 20 if smoke else 300, warmup=5)
     base_n = 3 if smoke or size >= 1_000_000 else 5 if size >= 100_000 else 20
     base = _samples(lambda: scan_every_enrollment(rt, now=now), base_n, warmup=1)
@@ -55,7 +67,7 @@ def run(rt: Runtime, *, db: str, size: int, now: datetime, smoke: bool) -> Figur
         workload="B2",
         db=db,
         size=size,
-        metric="idle tick p50",
+        metric="idle tick p50" + (f", {shape}" if shape else ""),
         unit="ms",
         better="lower",
         ours=ours_ms,

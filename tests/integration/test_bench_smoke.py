@@ -69,7 +69,16 @@ def test_smoke_run_writes_every_workload(tmp_path: Path) -> None:
     for db in ("sqlite", "postgresql"):
         for workload in ("B1", "B2", "B3", "B4", "B6", "B7"):
             assert (workload, db) in seen, f"{workload} on {db} missing"
-    assert {f["size"] for f in report["figures"] if f["workload"] == "B5"} == {1, 3, 30, 150}
+    b5 = [f for f in report["figures"] if f["workload"] == "B5"]
+    assert {f["size"] for f in b5 if f["db"] == "redis"} == {1, 3, 30, 150}
+    for db in ("sqlite", "postgresql"):
+        # a backlog draining at each rate: every message sent, each handed out once
+        queue = [f for f in b5 if f["db"] == db]
+        assert len(queue) == 4, queue
+        for figure in queue:
+            ours = figure["extra"]["ours"]
+            assert ours["sent"] == ours["planned"] == figure["extra"]["backlog"], ours
+            assert ours["most_per_message"] == 1 and figure["goal_met"], figure
     for figure in report["figures"]:
         missing = [k for k in FIGURE_KEYS if k not in figure]
         assert not missing, f"{figure['workload']} lacks {missing}"
