@@ -50,14 +50,23 @@ class DispatchBudget:
         return max(0.0, self.capacity(channel) - self.in_flight.get(channel, 0))
 
     def take(self, channel: Channel, wanted: int, *, now: datetime) -> tuple[int, datetime]:
-        """Admit up to ``wanted``; returns how many and their lease: the last one's place in
-        line at the channel's rate, plus the grace any row gets before it counts as lost."""
+        """Admit up to ``wanted``; returns how many and their lease: how long everything
+        handed out takes at the rates, plus the grace any row gets before it counts as lost.
+
+        Every channel's share counts, not only this one's: a send task holds messages of
+        both channels, and one waiting for an SMS token may hold up emails behind it."""
         admitted = int(min(wanted, self.room(channel)))
-        queued = self.in_flight.get(channel, 0) + admitted
-        self.in_flight[channel] = queued
-        rate = self.rates.get(channel)
-        drain = timedelta(seconds=queued / rate) if rate else timedelta(0)
-        return admitted, now + drain + REDISPATCH_AFTER
+        self.in_flight[channel] = self.in_flight.get(channel, 0) + admitted
+        return admitted, now + self.drain_time() + REDISPATCH_AFTER
+
+    def drain_time(self) -> timedelta:
+        """How long what is handed out takes to send, channel after channel."""
+        seconds = sum(
+            count / rate
+            for channel, count in self.in_flight.items()
+            if (rate := self.rates.get(channel))
+        )
+        return timedelta(seconds=seconds)
 
 
 def unlimited() -> DispatchBudget:

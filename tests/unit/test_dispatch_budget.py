@@ -56,6 +56,16 @@ def test_the_lease_is_the_last_ones_place_in_line_plus_the_grace() -> None:
     assert lease == NOW + timedelta(seconds=150 / 2.0) + REDISPATCH_AFTER
 
 
+def test_the_lease_covers_every_channel_handed_out() -> None:
+    budget = DispatchBudget(
+        rates={Channel.SMS: 2.0, Channel.EMAIL: 10.0},
+        horizon=timedelta(seconds=600),
+        in_flight={Channel.EMAIL: 500},
+    )
+    _, lease = budget.take(Channel.SMS, 100, now=NOW)
+    assert lease == NOW + timedelta(seconds=100 / 2.0 + 500 / 10.0) + REDISPATCH_AFTER
+
+
 def test_unlimited_admits_everything_with_the_plain_grace() -> None:
     admitted, lease = unlimited().take(Channel.SMS, 10**6, now=NOW)
     assert admitted == 10**6
