@@ -14,7 +14,8 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from campaigns.enums import AlertStatus, MessageStatus
+from campaigns.dispatching import in_flight
+from campaigns.enums import AlertStatus, Channel, MessageStatus
 from campaigns.heartbeats import TICK, last_beat
 from campaigns.models import Alert, Enrollment, Event, InboundReply, OutboxMessage, utcnow
 from campaigns.runtime import Runtime
@@ -105,6 +106,15 @@ def _gauges(session: Session) -> Iterator[Metric]:
     )
     alerts = session.scalar(select(func.count()).where(Alert.status == AlertStatus.OPEN)) or 0
     yield _gauge("campaigns_queue_depth", "Planned messages not yet sent", queued)
+    handed = GaugeMetricFamily(
+        "campaigns_handed_out",
+        "Planned messages handed to send tasks, not yet sent (bounded by the dispatch budget)",
+        labels=["channel"],
+    )
+    counts = in_flight(session, now=now)
+    for channel in Channel:
+        handed.add_metric([channel.value], counts.get(channel, 0))
+    yield handed
     yield _gauge("campaigns_enrollments_due", "Enrollments due but not yet ticked", due)
     yield _gauge("campaigns_alerts_open", "Open staff alerts", alerts)
     tick = last_beat(session, TICK)

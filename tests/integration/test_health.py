@@ -20,9 +20,12 @@ def test_liveness_and_readiness_over_http(rt: Runtime) -> None:
 def test_metrics_count_messages_replies_flares_and_the_last_tick(rt: Runtime) -> None:
     from datetime import UTC, datetime, timedelta
 
+    from sqlalchemy import update
+
+    from campaigns.enums import MessageStatus
     from campaigns.heartbeats import TICK, beat
     from campaigns.inbound import receive_reply
-    from campaigns.models import Patient
+    from campaigns.models import OutboxMessage, Patient, utcnow
     from campaigns.outbox import deliver
     from campaigns.scheduler import tick
     from tests.factories import load_program, make_enrollment
@@ -39,6 +42,12 @@ def test_metrics_count_messages_replies_flares_and_the_last_tick(rt: Runtime) ->
             rt, session, patient, "9, awful flare", channel=patient.preferred_channel, now=due
         )
         beat(session, TICK, now=due, seconds=0.25)
+        # the undelivered one, as if a send task were holding it right now
+        session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.status == MessageStatus.PLANNED)
+            .values(lease_until=utcnow() + timedelta(minutes=5))
+        )
     with serve(create_app(rt)) as base:
         body = httpx.get(f"{base}/metrics").text
     assert 'campaigns_messages_planned_total{channel="sms"} 2.0' in body
@@ -46,6 +55,8 @@ def test_metrics_count_messages_replies_flares_and_the_last_tick(rt: Runtime) ->
     assert 'campaigns_replies_total{channel="sms"} 1.0' in body
     assert "campaigns_flares_total 1.0" in body
     assert "campaigns_queue_depth 1.0" in body
+    assert 'campaigns_handed_out{channel="sms"} 1.0' in body
+    assert 'campaigns_handed_out{channel="email"} 0.0' in body
     assert "campaigns_tick_duration_seconds 0.25" in body
 
 
