@@ -11,7 +11,8 @@ from pathlib import Path
 
 from bench.common import WORK_DIR, Figure
 from bench.datagen import ZONES, version_of
-from campaigns.bulk import bulk_enroll, validate
+from campaigns.bulk import bulk_enroll
+from campaigns.bulk_rows import validate
 from campaigns.enrollments import enroll
 from campaigns.patients import PatientInput, create_patient
 from campaigns.runtime import Runtime

@@ -13,8 +13,9 @@ from collections.abc import Mapping, Sequence
 from enum import Enum as PyEnum
 from typing import Any
 
-from sqlalchemy import Enum, String, Subquery, Table, bindparam, func, select
+from sqlalchemy import Enum, String, Subquery, bindparam, func, select
 from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.sql.expression import TableClause
 from sqlalchemy.types import TypeEngine
 
 
@@ -28,7 +29,10 @@ def _plain(value: Any) -> Any:
 
 
 def unnest_rows(
-    table: Table, rows: Sequence[Mapping[str, Any]], columns: Mapping[str, str], name: str = "v"
+    table: TableClause,
+    rows: Sequence[Mapping[str, Any]],
+    columns: Mapping[str, str],
+    name: str = "v",
 ) -> Subquery:
     """``rows`` as a subquery: ``columns`` maps each key of the rows to the table column
     whose type it has; the subquery's columns are named after the keys."""
