@@ -9,7 +9,6 @@ Keys come from the environment; outside production a key file in the data dir st
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import json
 from dataclasses import dataclass
@@ -96,7 +95,7 @@ class FieldKeys:
     def lookup_hash(self, kind: str, value: str, *, key: int = 0) -> str:
         """``kind`` separates domains, so a phone hash never equals an email hash."""
         message = f"{kind}:{normalise(kind, value)}".encode()
-        return hmac.new(self.lookups[key], message, hashlib.sha256).hexdigest()
+        return hmac.digest(self.lookups[key], message, "sha256").hex()  # one-shot: ~2x hmac.new
 
     def retired_hashes(self, kind: str, value: str) -> list[str]:
         """The value's hashes under the older lookup keys (none outside a rotation)."""
