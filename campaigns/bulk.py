@@ -106,20 +106,23 @@ def _prepared_chunks(job: Job, chunks: Iterator[Chunk], workers: int) -> Iterato
 
 
 def _in_workers(job: Job, chunks: Iterator[Chunk], workers: int) -> Iterator[Outcome]:
-    """At most ``workers + 1`` chunks in flight, so memory stays bounded on any file."""
+    """Each chunk is split across the workers, so none waits while another prepares a whole
+    chunk; at most ``workers + 1`` chunks are in flight, so memory stays bounded."""
     pool = ProcessPoolExecutor(
         workers,
         mp_context=multiprocessing.get_context(_CONTEXT),
         initializer=field_crypto.install,
         initargs=(field_crypto.active(),),
     )
-    pending: deque[Future[Outcome]] = deque()
+    pending: deque[list[Future[Outcome]]] = deque()
     try:
         for chunk in chunks:
-            pending.append(pool.submit(prepare, job, chunk))
+            step = -(-len(chunk) // workers)
+            pending.append([pool.submit(prepare, job, chunk[i : i + step])
+                            for i in range(0, len(chunk), step)])  # fmt: skip
             if len(pending) > workers:
-                yield pending.popleft().result()
+                yield [row for part in pending.popleft() for row in part.result()]
         while pending:
-            yield pending.popleft().result()
+            yield [row for part in pending.popleft() for row in part.result()]
     finally:
         pool.shutdown(cancel_futures=True)
