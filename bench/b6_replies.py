@@ -3,9 +3,10 @@
 The real app runs as production runs it, ``campaigns web`` (uvicorn, one process per CPU on
 PostgreSQL and one on SQLite unless ``--b6-workers`` says otherwise, each running at most its
 connection pool's capacity of requests at once), in subprocesses so the server and the load
-generator never share a GIL. The generator sends at a fixed rate on a
-precomputed schedule and measures each latency from the request's *scheduled* send time, so
-a slow server cannot hide its queueing by slowing the generator (coordinated omission).
+generator never share a GIL. The generator sends pre-built bytes (``bench.rawhttp``: it shares
+the machine's cores with the server) at a fixed rate on a precomputed schedule and measures
+each latency from the request's *scheduled* send time, so a slow server cannot hide its
+queueing by slowing the generator (coordinated omission).
 
 Baseline (same run, same rate): the design most projects start with, a plain handler that
 checks the signature the same way but finds the sender by loading every patient and comparing
