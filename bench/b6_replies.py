@@ -3,9 +3,10 @@
 The real app runs as production runs it, ``campaigns web`` (uvicorn, one process per CPU on
 PostgreSQL and one on SQLite unless ``--b6-workers`` says otherwise, each running at most its
 connection pool's capacity of requests at once), in subprocesses so the server and the load
-generator never share a GIL. The generator sends at a fixed rate on a
-precomputed schedule and measures each latency from the request's *scheduled* send time, so
-a slow server cannot hide its queueing by slowing the generator (coordinated omission).
+generator never share a GIL. The generator sends pre-built bytes (``bench.rawhttp``: it shares
+the machine's cores with the server) at a fixed rate on a precomputed schedule and measures
+each latency from the request's *scheduled* send time, so a slow server cannot hide its
+queueing by slowing the generator (coordinated omission).
 
 Baseline (same run, same rate): the design most projects start with, a plain handler that
 checks the signature the same way but finds the sender by loading every patient and comparing
@@ -30,7 +31,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Annotated
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import httpx
 from fastapi import Depends, FastAPI, Response
@@ -51,6 +52,7 @@ from bench.common import (
     stop,
 )
 from bench.datagen import phone_of, populate
+from bench.rawhttp import ConnectionPool, ProtocolError, encode_request
 from campaigns.enums import Channel
 from campaigns.inbound import receive_reply
 from campaigns.models import InboundReply, Patient, utcnow
@@ -80,6 +82,12 @@ class Req:
     sid: str
     known: bool
 
+    def encode(self, host: str) -> bytes:
+        """The request's bytes on the wire, for ``host`` (``127.0.0.1:port``)."""
+        if not self.body:
+            return encode_request("GET", self.path, host, self.headers)
+        return encode_request("POST", self.path, host, self.headers, self.body)
+
 
 @dataclass
 class Step:
@@ -93,6 +101,8 @@ class Step:
     p50_ms: float
     p99_ms: float
     max_ms: float
+    #: The load generator's own CPU per request (ms): taken from the server's 2 cores.
+    client_cpu_ms: float = 0.0
 
     @property
     def sustained(self) -> bool:
@@ -134,39 +144,42 @@ async def _fire(
     base_url: str, reqs: Sequence[Req], rate: float, timeout: float, failed: set[str]
 ) -> Step:
     """Open loop: request i is due at t0 + i/rate whatever happened to earlier ones.
-    SIDs of requests that got no 200 go into ``failed`` (the check expects nothing of them)."""
+    SIDs of requests that got no 200 go into ``failed`` (the check expects nothing of them).
+    Requests go out as pre-built bytes (``bench.rawhttp``): the generator's CPU is the
+    server's loss on a shared machine, so it is measured and reported per request."""
+    url = urlsplit(base_url)
+    host, port = url.hostname or "127.0.0.1", url.port or 80
+    wire = [req.encode(url.netloc) for req in reqs]
     latencies: list[float] = []
     errors = 0
-    limits = httpx.Limits(max_connections=512, max_keepalive_connections=512)
-    async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=timeout) as client:
+    pool = ConnectionPool(host, port, limit=512)
 
-        async def one(req: Req, due: float) -> None:
-            nonlocal errors
-            try:
-                if req.body:
-                    resp = await client.post(req.path, content=req.body, headers=req.headers)
-                else:
-                    resp = await client.get(req.path)
-                if resp.status_code != 200:
-                    errors += 1
-                    failed.add(req.sid)
-                    return
-            except httpx.HTTPError:
-                errors += 1
-                failed.add(req.sid)
-                return
-            latencies.append(time.perf_counter() - due)
+    async def one(req: Req, data: bytes, due: float) -> None:
+        nonlocal errors
+        try:
+            async with asyncio.timeout(timeout):
+                status = await pool.send(data)
+        except (OSError, TimeoutError, asyncio.IncompleteReadError, ProtocolError):
+            status = 0
+        if status != 200:
+            errors += 1
+            failed.add(req.sid)
+            return
+        latencies.append(time.perf_counter() - due)
 
-        tasks = []
-        t0 = time.perf_counter() + 0.05
-        for i, req in enumerate(reqs):
-            due = t0 + i / rate
-            delay = due - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one(req, due)))
-        await asyncio.gather(*tasks)
-        elapsed = time.perf_counter() - t0
+    tasks = []
+    cpu0 = time.process_time()
+    t0 = time.perf_counter() + 0.05
+    for i, (req, data) in enumerate(zip(reqs, wire, strict=True)):
+        due = t0 + i / rate
+        delay = due - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(req, data, due)))
+    await asyncio.gather(*tasks)
+    elapsed = time.perf_counter() - t0
+    cpu = time.process_time() - cpu0
+    await pool.aclose()
     ms = [x * 1000 for x in latencies]
     return Step(
         target_rps=rate,
@@ -177,6 +190,7 @@ async def _fire(
         p50_ms=percentile(ms, 50),
         p99_ms=percentile(ms, 99),
         max_ms=max(ms, default=float("nan")),
+        client_cpu_ms=cpu * 1000 / len(reqs) if reqs else 0.0,
     )
 
 

@@ -211,9 +211,10 @@ def apply_outcome(
     actor: str,
     now: datetime,
 ) -> None:
-    if outcome.state.state.is_final and not enrollment.state.is_final:
-        enrollment.ended_at = now
-    store_state(enrollment, outcome.state)
+    if outcome.state != pacing_state(enrollment):  # else nothing for the ORM to check at flush
+        if outcome.state.state.is_final and not enrollment.state.is_final:
+            enrollment.ended_at = now
+        store_state(enrollment, outcome.state)
     record(session, enrollment, outcome.events, actor=actor, now=now)
     raise_alerts(session, enrollment, outcome.alerts, now=now)
 

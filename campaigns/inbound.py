@@ -9,10 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import Select, literal, select, true
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from campaigns import pacing
+from campaigns import reply_queries as queries
 from campaigns.composer import compose_system, recent_scores
 from campaigns.enrollments import apply_outcome, facts_by_id, pacing_state
 from campaigns.enums import (
@@ -20,7 +21,6 @@ from campaigns.enums import (
     AlertPriority,
     AlertStatus,
     Channel,
-    EnrollmentState,
     MessagePurpose,
     MessageStatus,
 )
@@ -29,11 +29,8 @@ from campaigns.models import (
     Alert,
     Enrollment,
     Event,
-    InboundReply,
     OutboxMessage,
-    PainReport,
     Patient,
-    ProgramVersion,
 )
 from campaigns.outbox_plan import plan
 from campaigns.patients import record_consent
@@ -64,18 +61,7 @@ def live_enrollment(session: Session, patient_id: int) -> tuple[Enrollment, str]
     from the same patient, or a tick, waits for this reply's transaction and then sees its
     state, instead of failing on the row version and losing the patient's words.
     """
-    row = session.execute(
-        select(Enrollment, ProgramVersion.checksum)
-        .join(ProgramVersion, ProgramVersion.id == Enrollment.version_id)
-        .where(
-            Enrollment.patient_id == patient_id,
-            Enrollment.state.not_in([EnrollmentState.COMPLETED, EnrollmentState.WITHDRAWN]),
-        )
-        .order_by(Enrollment.id.desc())
-        .limit(1)
-        .with_for_update(of=Enrollment)
-        .execution_options(populate_existing=True)
-    ).first()
+    row = session.execute(queries.LIVE_ENROLLMENT, {"patient_id": patient_id}).first()
     return (row[0], row[1]) if row is not None else None
 
 
@@ -105,21 +91,7 @@ def answered_and_scores(
 ) -> tuple[int | None, list[float]]:
     """``answered_message`` and ``composer.recent_scores`` (oldest first) in one round trip:
     one row per recent score, each carrying the answered message, or one row of NULL scores."""
-    scores = (
-        select(PainReport.score, PainReport.reported_at, PainReport.id)
-        .where(PainReport.patient_id == patient_id)
-        .order_by(PainReport.reported_at.desc(), PainReport.id.desc())
-        .limit(limit)
-        .subquery()
-    )
-    anchor = select(literal(1).label("one")).subquery()
-    rows = session.execute(
-        select(answered_message_query(patient_id, channel, now).scalar_subquery(), scores.c.score)
-        .select_from(anchor.outerjoin(scores, true()))
-        .order_by(scores.c.reported_at.desc(), scores.c.id.desc())
-    ).all()
-    answered = rows[0][0] if rows else None
-    return answered, [row[1] for row in reversed(rows) if row[1] is not None]
+    return queries.answered_and_scores(session, patient_id, channel, now, limit=limit)
 
 
 def receive_reply(
@@ -142,9 +114,7 @@ def receive_reply(
     text = text.replace("\x00", "\ufffd")
     provider_id = provider_id.replace("\x00", "\ufffd") if provider_id is not None else None
     if provider_id is not None and not provider_id_checked:
-        seen = session.scalar(
-            select(InboundReply.id).where(InboundReply.provider_id == provider_id)
-        )
+        seen = session.scalar(queries.SEEN_REPLY, {"provider_id": provider_id})
         if seen is not None:
             return ReplyResult(seen, duplicate=True)
     live = live_enrollment(session, patient.id)
@@ -158,34 +128,38 @@ def receive_reply(
         )
     else:
         prior = recent_scores(session, patient.id, limit=rules.baseline_window)
-    reply = InboundReply(
-        patient_id=patient.id,
-        enrollment_id=enrollment.id if enrollment else None,
-        in_reply_to_id=in_reply_to_id,
-        channel=channel,
-        received_at=now,
-        raw_text=text,
-        pain_score=parsed.pain_score,
-        keywords=sorted(k.value for k in parsed.keywords),
-        flare_signal=parsed.is_flare_signal,
-        crisis=parsed.crisis,
-        provider_id=provider_id,
+    enrollment_id = enrollment.id if enrollment else None
+    keywords = sorted(k.value for k in parsed.keywords)
+    reply_id = queries.insert_reply(
+        session,
+        {
+            "patient_id": patient.id,
+            "enrollment_id": enrollment_id,
+            "in_reply_to_id": in_reply_to_id,
+            "channel": channel,
+            "received_at": now,
+            "raw_text": text,
+            "pain_score": parsed.pain_score,
+            "keywords": keywords,
+            "flare_signal": parsed.is_flare_signal,
+            "crisis": parsed.crisis,
+            "provider_id": provider_id,
+        },
     )
-    session.add(reply)
-    session.flush()
     if parsed.pain_score is not None:
-        session.add(
-            PainReport(
-                patient_id=patient.id,
-                enrollment_id=reply.enrollment_id,
-                reply_id=reply.id,
-                score=parsed.pain_score,
-                reported_at=now,
-            )
+        queries.insert_pain_report(
+            session,
+            {
+                "patient_id": patient.id,
+                "enrollment_id": enrollment_id,
+                "reply_id": reply_id,
+                "score": parsed.pain_score,
+                "reported_at": now,
+            },
         )
-    result = ReplyResult(reply.id, duplicate=False, parsed=parsed)
+    result = ReplyResult(reply_id, duplicate=False, parsed=parsed)
     if parsed.crisis:
-        _crisis(rt, session, patient, enrollment, reply, result, now=now)
+        _crisis(rt, session, patient, enrollment, reply_id, channel, result, now=now)
     _keywords(rt, session, patient, enrollment, parsed, channel, result, now=now)
     if enrollment is not None and facts is not None and Keyword.STOP not in parsed.keywords:
         outcome = pacing.apply_reply(
@@ -207,11 +181,11 @@ def receive_reply(
     session.flush()
     log.info(
         "reply",
-        reply_id=reply.id,
+        reply_id=reply_id,
         patient_id=patient.id,
         channel=channel.value,
         scored=parsed.pain_score is not None,
-        keywords=reply.keywords,
+        keywords=keywords,
         flare_signal=parsed.is_flare_signal,
         crisis=parsed.crisis,
     )
@@ -240,7 +214,8 @@ def _crisis(
     session: Session,
     patient: Patient,
     enrollment: Enrollment | None,
-    reply: InboundReply,
+    reply_id: int,
+    channel: Channel,
     result: ReplyResult,
     *,
     now: datetime,
@@ -249,7 +224,7 @@ def _crisis(
     alert = Alert(
         patient_id=patient.id,
         enrollment_id=enrollment.id if enrollment else None,
-        reply_id=reply.id,
+        reply_id=reply_id,
         kind=AlertKind.CRISIS,
         priority=AlertPriority.HIGH,
         status=AlertStatus.OPEN,
@@ -267,10 +242,10 @@ def _crisis(
             actor=ACTOR,
             kind="crisis-alert",
             reason="crisis language: staff alerted, resources sent",
-            data={"reply_id": reply.id, "alert_id": alert.id},
+            data={"reply_id": reply_id, "alert_id": alert.id},
         )
     )
-    _respond(rt, session, patient, "crisis", reply.channel, MessagePurpose.CRISIS, result, now=now)
+    _respond(rt, session, patient, "crisis", channel, MessagePurpose.CRISIS, result, now=now)
 
 
 def _keywords(

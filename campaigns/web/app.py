@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from urllib.parse import quote
 
 from fastapi import FastAPI, Request, Response, status
 from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.datastructures import MutableHeaders
 from starlette.middleware.sessions import SessionMiddleware
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from campaigns.logs import configure as configure_logging
 from campaigns.runtime import Runtime, build_runtime
@@ -40,16 +41,31 @@ SECURITY_HEADERS = {
         "frame-ancestors 'none'; form-action 'self'"
     ),
 }
+DEFAULT_HEADERS = (*SECURITY_HEADERS.items(), ("Cache-Control", "no-store"))
 
 
-async def _security_headers(
-    request: Request, call_next: Callable[[Request], Awaitable[Response]]
-) -> Response:
-    response = await call_next(request)
-    for name, value in SECURITY_HEADERS.items():
-        response.headers.setdefault(name, value)
-    response.headers.setdefault("Cache-Control", "no-store")
-    return response
+class SecurityHeaders:
+    """Adds ``SECURITY_HEADERS`` and ``Cache-Control: no-store`` to every HTTP response that
+    does not set them. Plain ASGI: ``@app.middleware("http")`` (Starlette's
+    ``BaseHTTPMiddleware``) runs every request through an extra task and memory streams, CPU
+    that each webhook paid on a machine whose cores are the limit."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in DEFAULT_HEADERS:
+                    headers.setdefault(name, value)
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
 
 
 async def _to_login(request: Request, exc: Exception) -> Response:
@@ -74,7 +90,7 @@ def create_app(rt: Runtime | None = None) -> FastAPI:
         same_site="lax",
         https_only=runtime.settings.environment == "production",
     )
-    app.middleware("http")(_security_headers)
+    app.add_middleware(SecurityHeaders)
     app.add_exception_handler(LoginRequired, _to_login)
     app.mount("/static", StaticFiles(directory=str(TEMPLATES_DIR.parent / "static")), "static")
     for module in (

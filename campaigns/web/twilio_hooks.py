@@ -12,6 +12,7 @@ under a burst) gets an empty reply and its answers go out by the REST API after 
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -28,17 +29,19 @@ from fastapi import (
     Response,
     status,
 )
-from sqlalchemy import select, update
+from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
 
+from campaigns import reply_queries as queries
 from campaigns.channels.twilio_sms import STATUS_CALLBACK_PATH, UNSUBSCRIBED
 from campaigns.enums import Channel, MessageStatus
+from campaigns.field_crypto import all_hashes
 from campaigns.inbound import ReplyResult, receive_reply
 from campaigns.logs import get_logger
-from campaigns.models import InboundReply, OutboxMessage, Patient, utcnow
+from campaigns.models import OutboxMessage, Patient, utcnow
 from campaigns.outbox import deliver_batch
 from campaigns.provider_status import provider_opt_out, record_provider_status
 from campaigns.runtime import Runtime
@@ -97,6 +100,12 @@ def public_url(settings: Settings, path: str, query: str) -> str:
     return f"{url}?{query}" if query else url
 
 
+@functools.lru_cache(maxsize=4)
+def validator(token: str) -> RequestValidator:
+    """One validator per auth token (it only holds the token), not one per request."""
+    return RequestValidator(token)
+
+
 def signed_form(path: str) -> Callable[[Request], Awaitable[dict[str, str]]]:
     """A dependency that returns the posted form only when Twilio's signature matches."""
 
@@ -110,7 +119,7 @@ def signed_form(path: str) -> Callable[[Request], Awaitable[dict[str, str]]]:
             raise HTTPException(status.HTTP_403_FORBIDDEN, "missing Twilio signature")
         form = await request.form()
         url = public_url(rt.settings, path, request.url.query)
-        if not RequestValidator(token.get_secret_value()).validate(url, form, signature):
+        if not validator(token.get_secret_value()).validate(url, form, signature):
             log.warning("twilio signature rejected", path=path)
             raise HTTPException(status.HTTP_403_FORBIDDEN, "invalid Twilio signature")
         return {key: value for key, value in form.multi_items() if isinstance(value, str)}
@@ -142,10 +151,15 @@ class InboundSms:
 
 def twiml(bodies: Sequence[str] = ()) -> Response:
     """Valid TwiML: an empty ``<Response/>`` or one ``<Message>`` per answer."""
+    if not bodies:  # most texts: the same document each time, built once
+        return Response(content=EMPTY_TWIML, media_type=TWIML_MEDIA_TYPE)
     reply = MessagingResponse()
     for body in bodies:
         reply.message(body)
     return Response(content=str(reply.to_xml()), media_type=TWIML_MEDIA_TYPE)
+
+
+EMPTY_TWIML = str(MessagingResponse().to_xml())
 
 
 @router.post(SMS_PATH, response_class=Response)
@@ -218,16 +232,7 @@ def receive_sms(rt: Runtime, sms: InboundSms, *, now: datetime, deadline: float)
 def sender_and_seen(session: Session, sms: InboundSms) -> tuple[Patient | None, int | None]:
     """The patient with this number and the id of a reply already stored under this
     MessageSid, in one round trip (Twilio's retries are the only duplicates)."""
-    seen = (
-        select(InboundReply.id)
-        .where(InboundReply.provider_id == sms.message_sid)
-        .limit(1)
-        .scalar_subquery()
-    )
-    row = session.execute(
-        select(Patient, seen).where(Patient.has_phone(sms.sender)).limit(1)
-    ).first()
-    return (row[0], row[1]) if row is not None else (None, None)
+    return queries.sender_and_seen(session, all_hashes("phone", sms.sender), sms.message_sid)
 
 
 def answer_inline(

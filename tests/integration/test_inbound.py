@@ -176,3 +176,17 @@ def test_pause_and_resume_keywords_confirm_and_hold(rt: Runtime) -> None:
     assert _send_due(rt, DAY1_SEND + timedelta(days=1)) == []
     _reply(rt, patient_id, "resume", DAY1_SEND + timedelta(days=2))
     assert len(_send_due(rt, DAY1_SEND + timedelta(days=2, minutes=1))) == 1
+
+
+def test_a_reply_that_changes_no_pacing_state_leaves_the_enrollment_row_unwritten(
+    rt: Runtime,
+) -> None:
+    version = load_program(rt)
+    patient_id, enrollment_id = make_enrollment(rt, version, now=MONDAY)
+    _send_due(rt, DAY1_SEND)
+    before = _enrollment(rt, enrollment_id).row_version
+    _reply(rt, patient_id, "3", DAY1_SEND + timedelta(hours=1))
+    assert _enrollment(rt, enrollment_id).row_version == before
+    _reply(rt, patient_id, "9 flare", DAY1_SEND + timedelta(hours=2))
+    after_flare = _enrollment(rt, enrollment_id)
+    assert (after_flare.state, after_flare.row_version) == (EnrollmentState.FLARE, before + 1)
