@@ -133,10 +133,12 @@ def render_channel(
 class TemplateLibrary:
     """Environments per program version (immutable, so cached forever) and one for system text."""
 
-    def __init__(self, templates_dir: Path) -> None:
+    def __init__(self, templates_dir: Path, *, shared_renders: bool = True) -> None:
+        """``shared_renders=False`` renders every message in full (the benchmark's baseline)."""
         self._templates_dir = templates_dir
+        self._shared = shared_renders
         self._system = make_environment(FileSystemLoader(str(templates_dir)))
-        self._system_slots = SlotRenderer(self._system)
+        self._system_slots = SlotRenderer(self._system) if shared_renders else None
         self._versions: dict[int, ImmutableSandboxedEnvironment] = {}
         self._slots: dict[int, SlotRenderer] = {}
 
@@ -162,7 +164,7 @@ class TemplateLibrary:
     ) -> RenderedMessage:
         env = self.for_version(version_id, files)
         slots = self._slots.get(version_id)
-        if slots is None:
+        if slots is None and self._shared:
             slots = self._slots[version_id] = SlotRenderer(env)
         return render_channel(env, f"steps/{step_key}/", channel, context, slots)
 

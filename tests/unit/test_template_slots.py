@@ -167,3 +167,13 @@ def test_values_that_print_differently_get_different_keys() -> None:
     assert shared_key({}, ("v",)) not in keys
     assert shared_key({"v": {"a": {"b": 1}}}, ("v",)) is None
     assert shared_key({"v": [1]}, ("v",)) is None
+
+
+def test_a_library_without_shared_renders_renders_the_same() -> None:
+    loaded = load_folder(bundled_folders(TEMPLATES)[0], TEMPLATES)
+    shared, full = TemplateLibrary(TEMPLATES), TemplateLibrary(TEMPLATES, shared_renders=False)
+    step = loaded.spec.steps[0].key
+    for channel in Channel:
+        for ctx in _contexts(loaded.spec.name)[:4]:
+            ours = shared.render_step(1, loaded.files, step, channel, ctx)
+            assert full.render_step(1, loaded.files, step, channel, ctx) == ours
