@@ -102,9 +102,10 @@ def clock_of(patient: HasClock, window: SendWindow) -> PatientClock:
     return _clock(patient.timezone, patient.send_time, window)
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=1024)
 def _clock(timezone: str, send_time: time, window: SendWindow) -> PatientClock:
-    """One clock per (zone, send time, window): its memo then serves a whole batch."""
+    """One clock per (zone, send time, window): its memo then serves a whole batch. Bounded
+    (1,024 clocks of at most 2 x ``MEMO_SIZE`` entries: ~5 MB at worst)."""
     return PatientClock(ZoneInfo(timezone), send_time, window)
 
 

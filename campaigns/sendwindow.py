@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 HARD_START = time(8, 0)
 HARD_END = time(21, 0)
 #: Instants and days remembered per clock (see ``PatientClock``).
-MEMO_SIZE = 256
+MEMO_SIZE = 16
 
 
 @dataclass(frozen=True)
