@@ -61,8 +61,20 @@ def program_day(version: ProgramVersion, enrollment: Enrollment | DueEnrollment)
     return main[index] or 1 if main else 1
 
 
+#: The last main-track day per loaded version, for the same reason as ``_MAIN_DAYS``.
+_TOTAL_DAYS: WeakKeyDictionary[ProgramVersion, int | None] = WeakKeyDictionary()
+
+
+def _total_days(version: ProgramVersion) -> int | None:
+    if version not in _TOTAL_DAYS:
+        _TOTAL_DAYS[version] = max((d or 0 for d in _main_days(version)), default=None)
+    return _TOTAL_DAYS[version]
+
+
 def program_context(version: ProgramVersion, day: int) -> dict[str, Any]:
-    total = max((d or 0 for d in _main_days(version)), default=day)
+    total = _total_days(version)
+    if total is None:
+        total = day
     return {
         "name": version.program.name,
         "day": day,

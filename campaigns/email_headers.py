@@ -22,7 +22,7 @@ import secrets
 from dataclasses import dataclass, field
 from datetime import datetime
 from email import policy
-from email.headerregistry import Address
+from email.headerregistry import Address, BaseHeader, HeaderRegistry
 from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
 from urllib.parse import quote
@@ -34,12 +34,32 @@ from config.settings import Settings
 
 #: Outbox provider ids are stored in 100 characters; a longer Message-ID could not be matched.
 MAX_MESSAGE_ID = 100
+
+
+class _ClassCachingRegistry(HeaderRegistry):
+    """The standard header registry, but each header name's class is made once: the stdlib
+    builds a new class with ``type()`` every time a header is set or read (~25 times per
+    email), which was about a fifth of building and writing one. Same classes, same bytes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._classes: dict[str, type[BaseHeader]] = {}
+
+    def __getitem__(self, name: str) -> type[BaseHeader]:
+        key = name.lower()
+        cls = self._classes.get(key)
+        if cls is None:
+            cls = self._classes[key] = super().__getitem__(name)
+        return cls
+
+
+_HEADERS = _ClassCachingRegistry()
 #: Built with 76 columns: Python wraps quoted-printable at the policy's line length, and
 #: RFC 2045 allows 76 ...
-BUILD_POLICY = policy.SMTP.clone(max_line_length=76)
+BUILD_POLICY = policy.SMTP.clone(max_line_length=76, header_factory=_HEADERS)
 #: ... but written with RFC 5322's 998-column limit: folding the long List-Unsubscribe value
 #: would turn its URLs into RFC 2047 encoded-words, which mail clients do not decode there.
-WIRE_POLICY = policy.SMTP.clone(max_line_length=998)
+WIRE_POLICY = policy.SMTP.clone(max_line_length=998, header_factory=_HEADERS)
 ONE_CLICK = "List-Unsubscribe=One-Click"
 #: Set by :func:`build_email` only; a caller's ``OutgoingMessage.headers`` may not replace them.
 RESERVED_HEADERS = frozenset(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, time
+from functools import lru_cache
 from typing import Any, Protocol, cast
 from zoneinfo import ZoneInfo
 
@@ -98,7 +99,14 @@ def _facts_key(session: Session, version_id: int, checksum: str) -> tuple[str, i
 
 
 def clock_of(patient: HasClock, window: SendWindow) -> PatientClock:
-    return PatientClock(ZoneInfo(patient.timezone), patient.send_time, window)
+    return _clock(patient.timezone, patient.send_time, window)
+
+
+@lru_cache(maxsize=1024)
+def _clock(timezone: str, send_time: time, window: SendWindow) -> PatientClock:
+    """One clock per (zone, send time, window): its memo then serves a whole batch. Bounded
+    (1,024 clocks of at most 2 x ``MEMO_SIZE`` entries: ~5 MB at worst)."""
+    return PatientClock(ZoneInfo(timezone), send_time, window)
 
 
 def step_for(version: ProgramVersion, track: Track, position: int) -> ProgramStep:

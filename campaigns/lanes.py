@@ -46,22 +46,30 @@ def run_lanes(
                 step(item, stop)
         return
     errors: list[BaseException] = []
-    errors_lock = threading.Lock()
+    lock = threading.Lock()
+    pending = iter(lanes)
 
-    def run(lane: Sequence[T]) -> None:
-        for item in lane:
-            if stop.is_set():
+    def run() -> None:
+        """Take the next lane until none is left: one task per thread, not one per lane
+        (handing each patient's lane to the pool cost more than an in-process send)."""
+        while True:
+            with lock:
+                lane = next(pending, None)
+            if lane is None:
                 return
-            try:
-                step(item, stop)
-            except BaseException as exc:
-                with errors_lock:
-                    errors.append(exc)
-                stop.set()
-                return
+            for item in lane:
+                if stop.is_set():
+                    return
+                try:
+                    step(item, stop)
+                except BaseException as exc:
+                    with lock:
+                        errors.append(exc)
+                    stop.set()
+                    return
 
     executor = _executor(threads)
-    futures: list[Future[None]] = [executor.submit(run, lane) for lane in lanes]
+    futures: list[Future[None]] = [executor.submit(run) for _ in range(min(threads, len(lanes)))]
     try:
         wait(futures)
     except BaseException:  # this thread was interrupted (time limit, shutdown): stop the rest

@@ -26,6 +26,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from campaigns.enums import Channel
 from campaigns.segments import normalize_sms
+from campaigns.template_slots import SlotRenderer
 
 #: Per step: the four templates every program step provides.
 STEP_FILES = ("sms.txt.j2", "subject.txt.j2", "email.txt.j2", "email.html.j2")
@@ -106,32 +107,40 @@ def render_channel(
     prefix: str,
     channel: Channel,
     context: Mapping[str, Any],
+    slots: SlotRenderer | None = None,
 ) -> RenderedMessage:
     """Render the templates of one step or system message for one channel.
 
     ``prefix`` is ``steps/<key>/`` for program steps and ``system/<name>.`` for system ones.
+    ``slots``, when given, reuses shared renders of ``env``'s templates (same output).
     """
     ctx = {**context, "channel": channel.value}
+
+    def render(name: str) -> str:
+        if slots is not None:
+            return slots.render(f"{prefix}{name}", ctx).strip()
+        template: Template = env.get_template(f"{prefix}{name}")
+        return template.render(ctx).strip()
+
     if channel == Channel.SMS:
-        return RenderedMessage(channel, normalize_sms(_render(env, f"{prefix}sms.txt.j2", ctx)))
-    subject = " ".join(_render(env, f"{prefix}subject.txt.j2", ctx).split())
-    text = _render(env, f"{prefix}email.txt.j2", ctx).strip() + "\n"
-    html = _render(env, f"{prefix}email.html.j2", ctx)
+        return RenderedMessage(channel, normalize_sms(render("sms.txt.j2")))
+    subject = " ".join(render("subject.txt.j2").split())
+    text = render("email.txt.j2").strip() + "\n"
+    html = render("email.html.j2")
     return RenderedMessage(channel, text, subject, html)
-
-
-def _render(env: ImmutableSandboxedEnvironment, name: str, ctx: Mapping[str, Any]) -> str:
-    template: Template = env.get_template(name)
-    return template.render(ctx).strip()
 
 
 class TemplateLibrary:
     """Environments per program version (immutable, so cached forever) and one for system text."""
 
-    def __init__(self, templates_dir: Path) -> None:
+    def __init__(self, templates_dir: Path, *, shared_renders: bool = True) -> None:
+        """``shared_renders=False`` renders every message in full (the benchmark's baseline)."""
         self._templates_dir = templates_dir
+        self._shared = shared_renders
         self._system = make_environment(FileSystemLoader(str(templates_dir)))
+        self._system_slots = SlotRenderer(self._system) if shared_renders else None
         self._versions: dict[int, ImmutableSandboxedEnvironment] = {}
+        self._slots: dict[int, SlotRenderer] = {}
 
     @property
     def system(self) -> ImmutableSandboxedEnvironment:
@@ -154,11 +163,14 @@ class TemplateLibrary:
         context: Mapping[str, Any],
     ) -> RenderedMessage:
         env = self.for_version(version_id, files)
-        return render_channel(env, f"steps/{step_key}/", channel, context)
+        slots = self._slots.get(version_id)
+        if slots is None and self._shared:
+            slots = self._slots[version_id] = SlotRenderer(env)
+        return render_channel(env, f"steps/{step_key}/", channel, context, slots)
 
     def render_system(
         self, name: str, channel: Channel, context: Mapping[str, Any]
     ) -> RenderedMessage:
         if name not in SYSTEM_MESSAGES:
             raise ValueError(f"unknown system message {name!r}")
-        return render_channel(self._system, f"system/{name}.", channel, context)
+        return render_channel(self._system, f"system/{name}.", channel, context, self._system_slots)

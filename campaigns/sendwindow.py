@@ -6,12 +6,14 @@ the UTC instant, never the patient's wall-clock time.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 HARD_START = time(8, 0)
 HARD_END = time(21, 0)
+#: Instants and days remembered per clock (see ``PatientClock``).
+MEMO_SIZE = 16
 
 
 @dataclass(frozen=True)
@@ -40,14 +42,31 @@ class SendWindow:
 
 @dataclass(frozen=True)
 class PatientClock:
-    """Everything timing needs about one patient."""
+    """Everything timing needs about one patient.
+
+    Patients who share a zone and a send time share a clock (``enrollments.clock_of``),
+    which remembers the local time of the instants and the slots of the days it was asked
+    about: a tick asks the same few for every patient of a batch.
+    """
 
     tz: ZoneInfo
     send_time: time
     window: SendWindow
+    _locals: dict[datetime, datetime] = field(
+        default_factory=dict, init=False, repr=False, compare=False, hash=False
+    )
+    _slots: dict[date, datetime] = field(
+        default_factory=dict, init=False, repr=False, compare=False, hash=False
+    )
 
     def local(self, now: datetime) -> datetime:
-        return now.astimezone(self.tz)
+        local = self._locals.get(now)
+        if local is None:
+            local = now.astimezone(self.tz)
+            if len(self._locals) >= MEMO_SIZE:
+                self._locals.clear()
+            self._locals[now] = local
+        return local
 
     def local_date(self, now: datetime) -> date:
         return self.local(now).date()
@@ -57,6 +76,15 @@ class PatientClock:
 
     def slot(self, day: date) -> datetime:
         """The UTC instant of this patient's send time on a local date."""
+        instant = self._slots.get(day)
+        if instant is None:
+            instant = self._slot(day)
+            if len(self._slots) >= MEMO_SIZE:
+                self._slots.clear()
+            self._slots[day] = instant
+        return instant
+
+    def _slot(self, day: date) -> datetime:
         wanted = self.window.clamp(self.send_time)
         instant = datetime.combine(day, wanted, tzinfo=self.tz).astimezone(UTC)
         if self.in_window(instant) and self.local_date(instant) == day:

@@ -63,3 +63,19 @@ def test_tampered_and_expired_tokens_are_refused() -> None:
         pytest.raises(InvalidToken, match="expired"),
     ):
         read_unsubscribe_token(KEY, token)
+
+
+@pytest.mark.parametrize("patient_id", [1, 4321, 10**9 + 7, 2**62, 1111111111111111111])
+@pytest.mark.parametrize("channel", list(Channel))
+def test_direct_signing_matches_itsdangerous_or_verifies_with_it(
+    patient_id: int, channel: Channel
+) -> None:
+    with time_machine.travel(datetime(2026, 3, 2, 9, 0, tzinfo=UTC), tick=False):
+        token = unsubscribe_token(KEY, patient_id, channel)
+        old = _old(KEY).dumps([patient_id, channel.value])
+    if not old.startswith("."):  # itsdangerous zlib-compresses repetitive payloads only
+        assert token == old
+    with time_machine.travel(datetime(2026, 3, 3, 9, 0, tzinfo=UTC), tick=False):
+        assert _old(KEY).loads(token, max_age=86_400 * 2) == [patient_id, channel.value]
+        assert read_unsubscribe_token(KEY, token) == UnsubscribeClaim(patient_id, channel)
+        assert read_unsubscribe_token(KEY, old) == UnsubscribeClaim(patient_id, channel)
