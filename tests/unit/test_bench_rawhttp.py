@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 
 from bench.rawhttp import ConnectionPool, ProtocolError, encode_request, read_response
+from tests.event_loops import apart
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
@@ -36,7 +37,7 @@ def test_read_response_reads_status_body_and_keep_alive() -> None:
         )
         return [await read_response(reader), await read_response(reader)]
 
-    assert asyncio.run(go()) == [(200, True), (403, False)]
+    assert apart(asyncio.run, go()) == [(200, True), (403, False)]
 
 
 @pytest.mark.parametrize(
@@ -48,7 +49,7 @@ def test_read_response_refuses_answers_it_cannot_delimit(answer: bytes) -> None:
         return await read_response(_reader(answer))
 
     with pytest.raises(ProtocolError):
-        asyncio.run(go())
+        apart(asyncio.run, go())
 
 
 async def _serve(handler: Handler, requests: list[bytes]) -> tuple[list[int], int]:
@@ -97,9 +98,12 @@ async def _keep_alive(reader: asyncio.StreamReader, writer: asyncio.StreamWriter
 
 def test_pool_reuses_a_kept_alive_connection() -> None:
     request = encode_request("GET", "/", "h")
-    assert asyncio.run(_serve(_keep_alive, [request] * 3)) == ([204, 204, 204], 1)
+    assert apart(asyncio.run, _serve(_keep_alive, [request] * 3)) == ([204, 204, 204], 1)
 
 
 def test_pool_replaces_a_connection_the_server_closed_while_idle() -> None:
     request = encode_request("GET", "/", "h")
-    assert asyncio.run(_serve(_answer_once_then_close, [request] * 3)) == ([200, 200, 200], 3)
+    assert apart(asyncio.run, _serve(_answer_once_then_close, [request] * 3)) == (
+        [200, 200, 200],
+        3,
+    )

@@ -8,6 +8,7 @@ import httpx
 from fastapi import FastAPI, Response
 
 from campaigns.web.app import SECURITY_HEADERS, SecurityHeaders
+from tests.event_loops import apart
 
 
 def _app() -> FastAPI:
@@ -33,7 +34,7 @@ def _get(path: str) -> httpx.Response:
         async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
             return await client.get(path)
 
-    return asyncio.run(go())
+    return apart(asyncio.run, go())
 
 
 def test_every_response_gets_the_security_headers_and_no_store() -> None:

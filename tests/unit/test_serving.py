@@ -15,6 +15,7 @@ from sqlalchemy.pool import NullPool
 
 from campaigns.web.serving import DEFAULT_THREADS, admission_lifespan, thread_limit, worker_count
 from config.settings import Settings
+from tests.event_loops import apart
 
 
 def _settings(tmp_path: Path, **values: object) -> Settings:
@@ -51,10 +52,7 @@ def test_the_lifespan_bounds_the_thread_pool(tmp_path: Path) -> None:
         async with lifespan(FastAPI()):
             return to_thread.current_default_thread_limiter().total_tokens
 
-    # A thread of its own: Playwright's sync API (the browser tests, session-scoped) keeps an
-    # event loop marked running on the main thread, and anyio.run refuses to nest in it.
-    with ThreadPoolExecutor(1) as pool:
-        assert pool.submit(anyio.run, served).result() == 3
+    assert apart(anyio.run, served) == 3
 
 
 def test_processes_starting_together_share_one_development_secret(tmp_path: Path) -> None:
