@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from campaigns import pacing
@@ -22,14 +21,12 @@ from campaigns.enums import (
     AlertStatus,
     Channel,
     MessagePurpose,
-    MessageStatus,
 )
 from campaigns.logs import get_logger
 from campaigns.models import (
     Alert,
     Enrollment,
     Event,
-    OutboxMessage,
     Patient,
 )
 from campaigns.outbox_plan import plan
@@ -65,35 +62,6 @@ def live_enrollment(session: Session, patient_id: int) -> tuple[Enrollment, str]
     return (row[0], row[1]) if row is not None else None
 
 
-def answered_message_query(patient_id: int, channel: Channel, now: datetime) -> Select[tuple[int]]:
-    """Replies answer the newest message that actually reached the patient on that channel."""
-    return (
-        select(OutboxMessage.id)
-        .where(
-            OutboxMessage.patient_id == patient_id,
-            OutboxMessage.channel == channel,
-            OutboxMessage.status.in_([MessageStatus.SENT, MessageStatus.DELIVERED]),
-            OutboxMessage.sent_at <= now,
-        )
-        .order_by(OutboxMessage.sent_at.desc(), OutboxMessage.id.desc())
-        .limit(1)
-    )
-
-
-def answered_message(
-    session: Session, patient_id: int, channel: Channel, now: datetime
-) -> int | None:
-    return session.scalar(answered_message_query(patient_id, channel, now))
-
-
-def answered_and_scores(
-    session: Session, patient_id: int, channel: Channel, now: datetime, *, limit: int
-) -> tuple[int | None, list[float]]:
-    """``answered_message`` and ``composer.recent_scores`` (oldest first) in one round trip:
-    one row per recent score, each carrying the answered message, or one row of NULL scores."""
-    return queries.answered_and_scores(session, patient_id, channel, now, limit=limit)
-
-
 def receive_reply(
     rt: Runtime,
     session: Session,
@@ -123,7 +91,7 @@ def receive_reply(
     rules = facts.rules if facts else pacing.PacingRules()
     parsed = parse_reply(text, flare_phrases=rules.flare_keywords)
     if in_reply_to_id is None:
-        in_reply_to_id, prior = answered_and_scores(
+        in_reply_to_id, prior = queries.answered_and_scores(
             session, patient.id, channel, now, limit=rules.baseline_window
         )
     else:

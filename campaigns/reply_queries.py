@@ -81,7 +81,7 @@ _scores = (
 )
 _anchor = select(literal(1).label("one")).subquery()
 #: One row per recent score (newest first), each carrying the answered message, or one row
-#: of NULL scores (see ``inbound.answered_and_scores``).
+#: of NULL scores (see ``answered_and_scores``).
 ANSWERED_AND_SCORES = (
     select(_answered, _scores.c.score)
     .select_from(_anchor.outerjoin(_scores, true()))
@@ -104,6 +104,8 @@ def sender_and_seen(
 def answered_and_scores(
     session: Session, patient_id: int, channel: Channel, now: datetime, *, limit: int
 ) -> tuple[int | None, list[float]]:
+    """The newest message that reached the patient on ``channel`` (what the reply answers)
+    and ``composer.recent_scores`` (oldest first), in one round trip."""
     rows = session.execute(
         ANSWERED_AND_SCORES,
         {"patient_id": patient_id, "channel": channel, "now": now, "limit": limit},
