@@ -162,18 +162,16 @@ def tick(
     summary = TickSummary()
     if idle(rt, now):
         return summary
-    if dispatch is not None and budget is None:
+    if dispatch is None:
+        budget = None  # nothing is handed out, so nothing is leased
+    elif budget is None:
         with rt.session() as session:
             budget = budget_for(rt, session, now=now)
     while True:
         with rt.session() as session:
             due = claim_due(session, now=now, limit=size)
             planned = process_batch(rt, session, due, now=now)
-            handed = (
-                admit(session, budget, planned, now=now)
-                if dispatch is not None and budget is not None
-                else []
-            )
+            handed = admit(session, budget, planned, now=now) if budget is not None else []
         summary.claimed += len(due)
         summary.batches += 1 if due else 0
         summary.planned += planned
@@ -182,7 +180,7 @@ def tick(
         if len(due) < size:
             break
     with rt.session() as session:
-        if dispatch is not None and budget is not None:
+        if budget is not None:
             summary.redispatched = redispatch(session, budget, now=now)
         else:
             summary.redispatched = list(redispatchable(session, now=now))
