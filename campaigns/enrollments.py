@@ -21,8 +21,6 @@ from campaigns.models import Alert, Enrollment, Event, Patient, ProgramStep, Pro
 from campaigns.pgbulk import unnest_rows
 from campaigns.sendwindow import PatientClock, SendWindow
 
-_STATE_FIELDS = STATE_FIELDS
-
 
 class HasClock(Protocol):
     """A patient's timing columns: an ORM ``Patient`` or a row of the tick or send path."""
@@ -39,13 +37,13 @@ class EnrollmentError(ValueError):
 
 
 def pacing_state(enrollment: Enrollment | DueEnrollment) -> pacing.PacingState:
-    values = {name: getattr(enrollment, name) for name in _STATE_FIELDS}
+    values = {name: getattr(enrollment, name) for name in STATE_FIELDS}
     return pacing.PacingState(state=enrollment.state, **values)
 
 
 def store_state(enrollment: Enrollment, state: pacing.PacingState) -> None:
     enrollment.state = state.state
-    for name in _STATE_FIELDS:
+    for name in STATE_FIELDS:
         setattr(enrollment, name, getattr(state, name))
 
 
@@ -246,7 +244,7 @@ def apply_outcomes(
     params: list[dict[str, Any]] = []
     events: list[dict[str, Any]] = []
     for enrollment, outcome in outcomes:
-        values: dict[str, Any] = {name: getattr(outcome.state, name) for name in _STATE_FIELDS}
+        values: dict[str, Any] = {name: getattr(outcome.state, name) for name in STATE_FIELDS}
         values["state"] = outcome.state.state
         final = outcome.state.state.is_final and not enrollment.state.is_final
         values["ended_at"] = now if final else enrollment.ended_at
@@ -307,7 +305,7 @@ def _write_states(session: Session, params: list[dict[str, Any]]) -> None:
     """The version-checked UPDATE of a batch: an executemany, or on PostgreSQL one
     ``UPDATE .. FROM unnest(..)`` (exact rowcount, so the version check is the same)."""
     table = cast(Table, Enrollment.__table__)
-    columns = [*_STATE_FIELDS, "state", "ended_at", "row_version"]
+    columns = [*STATE_FIELDS, "state", "ended_at", "row_version"]
     dialect = session.get_bind().dialect
     if dialect.name == "postgresql":
         keys = {"b_id": "id", "b_seen": "row_version"} | {f"b_{n}": n for n in columns}
