@@ -5,27 +5,18 @@ from __future__ import annotations
 from typing import Any
 from weakref import WeakKeyDictionary
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from campaigns.claims import DueEnrollment, DuePatient
 from campaigns.enrollments import step_for
 from campaigns.enums import Channel, Track
-from campaigns.models import Enrollment, PainReport, Patient, ProgramStep, ProgramVersion
+from campaigns.models import Enrollment, Patient, ProgramStep, ProgramVersion
 from campaigns.pacing import PlannedSend
+from campaigns.prefetch import TREND_SCORES
 from campaigns.rendering import RenderedMessage, trend_of
+from campaigns.reply_queries import recent_scores
 from campaigns.runtime import Runtime
 from campaigns.tokens import unsubscribe_token
-
-
-def recent_scores(session: Session, patient_id: int, limit: int = 20) -> list[float]:
-    rows = session.scalars(
-        select(PainReport.score)
-        .where(PainReport.patient_id == patient_id)
-        .order_by(PainReport.reported_at.desc(), PainReport.id.desc())
-        .limit(limit)
-    ).all()
-    return list(reversed(rows))
 
 
 def unsubscribe_url(rt: Runtime, patient_id: int, channel: Channel) -> str:
@@ -98,7 +89,7 @@ def compose_step(
     context = base_context(rt, enrollment.patient, channel)
     context["program"] = program_context(version, day)
     if scores is None:
-        scores = recent_scores(session, enrollment.patient_id)
+        scores = recent_scores(session, enrollment.patient_id, limit=TREND_SCORES)
     context["trend"] = trend_of(scores).as_context()
     message = rt.templates.render_step(version.id, version.files, step.key, channel, context)
     return step, message

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from campaigns import pacing
 from campaigns import reply_queries as queries
-from campaigns.composer import compose_system, recent_scores
+from campaigns.composer import compose_system
 from campaigns.enrollments import apply_outcome, facts_by_id, pacing_state
 from campaigns.enums import (
     AlertKind,
@@ -73,11 +73,13 @@ def receive_reply(
     provider_id: str | None = None,
     in_reply_to_id: int | None = None,
     provider_id_checked: bool = False,
+    context: queries.ReplyContext | None = None,
 ) -> ReplyResult:
     """Store ``text`` once per ``provider_id`` and apply it. ``provider_id_checked`` says the
-    caller already found no reply with that id in this transaction (the SMS webhook asks in
-    its sender lookup, saving a round trip); a concurrent duplicate still fails on the unique
-    index at INSERT."""
+    caller already found no reply with that id in this transaction, and ``context`` is the
+    live enrollment and answered message when the caller read them (the SMS webhook does both
+    in its sender lookup, saving round trips); a concurrent duplicate still fails on the
+    unique index at INSERT."""
     # PostgreSQL text cannot hold NUL: keep the patient's words, with NUL shown as U+FFFD.
     text = text.replace("\x00", "\ufffd")
     provider_id = provider_id.replace("\x00", "\ufffd") if provider_id is not None else None
@@ -85,17 +87,19 @@ def receive_reply(
         seen = session.scalar(queries.SEEN_REPLY, {"provider_id": provider_id})
         if seen is not None:
             return ReplyResult(seen, duplicate=True)
-    live = live_enrollment(session, patient.id)
+    live = live_enrollment(session, patient.id) if context is None else context.live
     enrollment = live[0] if live else None
     facts = facts_by_id(session, live[0].version_id, live[1]) if live else None
     rules = facts.rules if facts else pacing.PacingRules()
     parsed = parse_reply(text, flare_phrases=rules.flare_keywords)
-    if in_reply_to_id is None:
+    if in_reply_to_id is None and context is None:
         in_reply_to_id, prior = queries.answered_and_scores(
             session, patient.id, channel, now, limit=rules.baseline_window
         )
     else:
-        prior = recent_scores(session, patient.id, limit=rules.baseline_window)
+        if in_reply_to_id is None and context is not None:
+            in_reply_to_id = context.answered_id
+        prior = queries.recent_scores(session, patient.id, limit=rules.baseline_window)
     enrollment_id = enrollment.id if enrollment else None
     keywords = sorted(k.value for k in parsed.keywords)
     reply_id = queries.insert_reply(

@@ -3,7 +3,7 @@
 The tick and ``deliver_batch`` used to ask the database for each message's consent, recent
 pain scores and SMS segment limit; these ask once for a whole batch with ``IN (...)`` and
 give the same answers as the one-row lookups (``patients.has_consent``,
-``composer.recent_scores``).
+``reply_queries.recent_scores``).
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 from campaigns.enums import Channel
 from campaigns.models import Consent, PainReport, ProgramStep, ProgramVersion
 
-#: How many recent scores the trend looks at (``composer.recent_scores``' default).
-RECENT_SCORES = 20
+#: How many recent scores a message's trend looks at.
+TREND_SCORES = 20
 
 
 def among(
@@ -48,7 +48,7 @@ def latest_consents(
 
 
 def recent_scores(
-    session: Session, patient_ids: Collection[int], limit: int = RECENT_SCORES
+    session: Session, patient_ids: Collection[int], limit: int = TREND_SCORES
 ) -> dict[int, list[float]]:
     """patient -> its newest ``limit`` pain scores, oldest first (a window function keeps the
     result to ``limit`` rows per patient however long their history)."""

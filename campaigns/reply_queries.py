@@ -10,11 +10,12 @@ ORM's unit of work (no object is used after the write but its id).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, insert, literal, select, true
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, ScalarSelect, Table, bindparam, insert, literal, select, true
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from campaigns.enums import Channel, EnrollmentState, MessageStatus
 from campaigns.models import (
@@ -29,19 +30,18 @@ from campaigns.models import (
 _replies = cast(Table, InboundReply.__table__)
 _pain_reports = cast(Table, PainReport.__table__)
 
+_seen = (
+    select(InboundReply.id)
+    .where(InboundReply.provider_id == bindparam("message_sid"))
+    .limit(1)
+    .scalar_subquery()
+)
+_sender = Patient.phone_hash.in_(bindparam("phone_hashes", expanding=True))
+_live = Enrollment.state.not_in([EnrollmentState.COMPLETED, EnrollmentState.WITHDRAWN])
+
 #: The patient whose number hashes (current key, then retired ones) match, and the id of a
 #: reply already stored under this MessageSid.
-SENDER_AND_SEEN = (
-    select(
-        Patient,
-        select(InboundReply.id)
-        .where(InboundReply.provider_id == bindparam("message_sid"))
-        .limit(1)
-        .scalar_subquery(),
-    )
-    .where(Patient.phone_hash.in_(bindparam("phone_hashes", expanding=True)))
-    .limit(1)
-)
+SENDER_AND_SEEN = select(Patient, _seen).where(_sender).limit(1)
 
 SEEN_REPLY = select(InboundReply.id).where(InboundReply.provider_id == bindparam("provider_id"))
 
@@ -50,28 +50,33 @@ SEEN_REPLY = select(InboundReply.id).where(InboundReply.provider_id == bindparam
 LIVE_ENROLLMENT = (
     select(Enrollment, ProgramVersion.checksum)
     .join(ProgramVersion, ProgramVersion.id == Enrollment.version_id)
-    .where(
-        Enrollment.patient_id == bindparam("patient_id"),
-        Enrollment.state.not_in([EnrollmentState.COMPLETED, EnrollmentState.WITHDRAWN]),
-    )
+    .where(Enrollment.patient_id == bindparam("patient_id"), _live)
     .order_by(Enrollment.id.desc())
     .limit(1)
     .with_for_update(of=Enrollment)
     .execution_options(populate_existing=True)
 )
 
-_answered = (
-    select(OutboxMessage.id)
-    .where(
-        OutboxMessage.patient_id == bindparam("patient_id"),
-        OutboxMessage.channel == bindparam("channel"),
-        OutboxMessage.status.in_([MessageStatus.SENT, MessageStatus.DELIVERED]),
-        OutboxMessage.sent_at <= bindparam("now"),
+
+def _answered_by(
+    patient_id: ColumnElement[int] | InstrumentedAttribute[int],
+) -> ScalarSelect[int]:
+    """The newest message that reached the patient on the reply's channel: what it answers."""
+    return (
+        select(OutboxMessage.id)
+        .where(
+            OutboxMessage.patient_id == patient_id,
+            OutboxMessage.channel == bindparam("channel"),
+            OutboxMessage.status.in_([MessageStatus.SENT, MessageStatus.DELIVERED]),
+            OutboxMessage.sent_at <= bindparam("now"),
+        )
+        .order_by(OutboxMessage.sent_at.desc(), OutboxMessage.id.desc())
+        .limit(1)
+        .scalar_subquery()
     )
-    .order_by(OutboxMessage.sent_at.desc(), OutboxMessage.id.desc())
-    .limit(1)
-    .scalar_subquery()
-)
+
+
+_answered = _answered_by(bindparam("patient_id"))
 _scores = (
     select(PainReport.score, PainReport.reported_at, PainReport.id)
     .where(PainReport.patient_id == bindparam("patient_id"))
@@ -88,6 +93,28 @@ ANSWERED_AND_SCORES = (
     .order_by(_scores.c.reported_at.desc(), _scores.c.id.desc())
 )
 
+#: ``SENDER_AND_SEEN``, ``LIVE_ENROLLMENT`` and the message the text answers in one round trip,
+#: for a sender with a live enrollment (most texts). No row: an unknown number or nobody in
+#: a program, for which ``SENDER_AND_SEEN`` is asked instead.
+SENDER_CONTEXT = (
+    select(Patient, _seen, Enrollment, ProgramVersion.checksum, _answered_by(Patient.id))
+    .join(Enrollment, Enrollment.patient_id == Patient.id)
+    .join(ProgramVersion, ProgramVersion.id == Enrollment.version_id)
+    .where(_sender, _live)
+    .order_by(Enrollment.id.desc())
+    .limit(1)
+    .with_for_update(of=Enrollment)
+    .execution_options(populate_existing=True)
+)
+
+#: ``composer.recent_scores`` as a statement built once.
+RECENT_SCORES = (
+    select(PainReport.score)
+    .where(PainReport.patient_id == bindparam("patient_id"))
+    .order_by(PainReport.reported_at.desc(), PainReport.id.desc())
+    .limit(bindparam("limit", type_=_pain_reports.c.id.type))
+)
+
 INSERT_REPLY = insert(_replies).returning(_replies.c.id)
 INSERT_PAIN_REPORT = insert(_pain_reports)
 
@@ -99,6 +126,38 @@ def sender_and_seen(
         SENDER_AND_SEEN, {"phone_hashes": phone_hashes, "message_sid": message_sid}
     ).first()
     return (row[0], row[1]) if row is not None else (None, None)
+
+
+@dataclass(frozen=True)
+class ReplyContext:
+    """What ``inbound.receive_reply`` reads before storing a text, read with its sender."""
+
+    enrollment: Enrollment
+    checksum: str
+    answered_id: int | None
+
+    @property
+    def live(self) -> tuple[Enrollment, str]:
+        """As ``inbound.live_enrollment`` returns it."""
+        return self.enrollment, self.checksum
+
+
+def sender_context(
+    session: Session, phone_hashes: list[str], message_sid: str, channel: Channel, now: datetime
+) -> tuple[Patient | None, int | None, ReplyContext | None]:
+    """The sender, a reply already stored under ``message_sid`` and, when the sender is in a
+    program, the reply's context (its enrollment locked as ``inbound.live_enrollment`` does)."""
+    params = {"phone_hashes": phone_hashes, "message_sid": message_sid}
+    row = session.execute(SENDER_CONTEXT, {**params, "channel": channel, "now": now}).first()
+    if row is not None:
+        return row[0], row[1], ReplyContext(row[2], row[3], row[4])
+    return (*sender_and_seen(session, phone_hashes, message_sid), None)
+
+
+def recent_scores(session: Session, patient_id: int, *, limit: int) -> list[float]:
+    """The newest ``limit`` pain scores, oldest first."""
+    rows = session.scalars(RECENT_SCORES, {"patient_id": patient_id, "limit": limit}).all()
+    return list(reversed(rows))
 
 
 def answered_and_scores(

@@ -41,7 +41,7 @@ from campaigns.enums import Channel, MessageStatus
 from campaigns.field_crypto import all_hashes
 from campaigns.inbound import ReplyResult, receive_reply
 from campaigns.logs import get_logger
-from campaigns.models import OutboxMessage, Patient, utcnow
+from campaigns.models import OutboxMessage, utcnow
 from campaigns.outbox import deliver_batch
 from campaigns.provider_status import provider_opt_out, record_provider_status
 from campaigns.runtime import Runtime
@@ -194,7 +194,9 @@ class Answers:
 def receive_sms(rt: Runtime, sms: InboundSms, *, now: datetime, deadline: float) -> Answers:
     """One transaction: the reply, its effects, and the answers claimed for TwiML."""
     with rt.session() as session:
-        patient, seen = sender_and_seen(session, sms)
+        patient, seen, context = queries.sender_context(
+            session, all_hashes("phone", sms.sender), sms.message_sid, Channel.SMS, now
+        )
         if patient is None:
             log.info("twilio sms from unknown sender", message_sid=sms.message_sid)
             return Answers()
@@ -210,6 +212,7 @@ def receive_sms(rt: Runtime, sms: InboundSms, *, now: datetime, deadline: float)
                 now=now,
                 provider_id=sms.message_sid,
                 provider_id_checked=True,
+                context=context,
             )
         if time.monotonic() < deadline:
             answers = Answers(
@@ -227,12 +230,6 @@ def receive_sms(rt: Runtime, sms: InboundSms, *, now: datetime, deadline: float)
         late_answers=len(answers.late),
     )
     return answers
-
-
-def sender_and_seen(session: Session, sms: InboundSms) -> tuple[Patient | None, int | None]:
-    """The patient with this number and the id of a reply already stored under this
-    MessageSid, in one round trip (Twilio's retries are the only duplicates)."""
-    return queries.sender_and_seen(session, all_hashes("phone", sms.sender), sms.message_sid)
 
 
 def answer_inline(

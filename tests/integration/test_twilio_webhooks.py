@@ -27,6 +27,7 @@ from campaigns.models import (
     Enrollment,
     InboundReply,
     OutboxMessage,
+    PainReport,
     Patient,
     ProgramStep,
 )
@@ -209,7 +210,7 @@ def _answers(rt: Runtime, patient_id: int) -> list[OutboxMessage]:
 def test_signed_text_is_stored_parsed_linked_and_answered_with_empty_twiml(
     twilio_rt: Runtime, hooks: Webhooks, fake: FakeTwilio
 ) -> None:
-    patient_id, _, phone = _enrolled(twilio_rt)
+    patient_id, enrollment_id, phone = _enrolled(twilio_rt)
     [sent_id] = _send_due(twilio_rt, DAY1_SEND)
     hooks.now = DAY1_SEND + timedelta(hours=3)
     form = inbound(phone, "pain is 4 today 🙂")
@@ -222,8 +223,32 @@ def test_signed_text_is_stored_parsed_linked_and_answered_with_empty_twiml(
         "pain is 4 today 🙂",
     )
     assert (reply.provider_id, reply.pain_score) == (form["MessageSid"], 4)
-    assert reply.in_reply_to_id == sent_id
+    assert (reply.enrollment_id, reply.in_reply_to_id) == (enrollment_id, sent_id)
     assert reply.received_at == hooks.now
+
+
+def test_text_from_a_patient_no_longer_in_a_program_is_stored_and_linked(
+    twilio_rt: Runtime, hooks: Webhooks
+) -> None:
+    """The sender is found without a live enrollment (the webhook's one-statement lookup
+    finds no row then), and the text still answers the last message and keeps its score."""
+    patient_id, enrollment_id, phone = _enrolled(twilio_rt)
+    [sent_id] = _send_due(twilio_rt, DAY1_SEND)
+    with twilio_rt.session() as session:
+        session.get_one(Enrollment, enrollment_id).state = EnrollmentState.WITHDRAWN
+    hooks.now = DAY1_SEND + timedelta(hours=2)
+    assert messages(hooks.post(SMS, inbound(phone, "6"))) == []
+    with twilio_rt.session() as session:
+        reply = session.scalars(select(InboundReply)).one()
+        report = session.scalars(select(PainReport)).one()
+    assert (reply.patient_id, reply.enrollment_id, reply.in_reply_to_id, reply.pain_score) == (
+        patient_id,
+        None,
+        sent_id,
+        6,
+    )
+    assert (report.reply_id, report.enrollment_id, report.score) == (reply.id, None, 6)
+    assert _state(twilio_rt, enrollment_id) == EnrollmentState.WITHDRAWN
 
 
 @pytest.mark.parametrize("path", [SMS, STATUS])
