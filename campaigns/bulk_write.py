@@ -12,10 +12,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import String, Table, any_, bindparam, column, func, insert, select, table
-from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.orm import InstrumentedAttribute, Session
-from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy import Table, column, func, insert, select, table
+from sqlalchemy.orm import Session
 from sqlalchemy.sql.expression import TableClause
 from sqlalchemy.types import Text
 
@@ -23,6 +21,7 @@ from campaigns.bulk_rows import ENROLLMENT_COLUMNS, PATIENT_COLUMNS, Prepared, R
 from campaigns.field_crypto import EncryptedText
 from campaigns.models import Consent, Enrollment, Event, Patient
 from campaigns.pgbulk import unnest_rows
+from campaigns.prefetch import among
 
 
 def _stored_as_text(source: Table) -> TableClause:
@@ -85,22 +84,12 @@ def _taken(session: Session, keys: list[tuple[str, str]]) -> set[tuple[str, str]
         "phone": Patient.phone_hash,
         "email": Patient.email_hash,
     }
-    on_postgresql = session.get_bind().dialect.name == "postgresql"
     taken: set[tuple[str, str]] = set()
     for kind, col in columns.items():
         if values := [value for k, value in keys if k == kind]:
-            found = session.scalars(select(col).where(_one_of(col, values, on_postgresql)))
+            found = session.scalars(select(col).where(among(session, col, values)))
             taken.update((kind, value) for value in found if value is not None)
     return taken
-
-
-def _one_of(
-    col: InstrumentedAttribute[str | None], values: list[str], on_postgresql: bool
-) -> ColumnElement[bool]:
-    """On PostgreSQL one array parameter, not thousands of IN parameters to render and bind."""
-    if on_postgresql:
-        return col == any_(bindparam("values", values, type_=ARRAY(String)))
-    return col.in_(values)
 
 
 def _reserve_ids(session: Session, target: Table, n: int) -> list[int]:
