@@ -118,17 +118,6 @@ def receive_reply(
             "provider_id": provider_id,
         },
     )
-    if parsed.pain_score is not None:
-        queries.insert_pain_report(
-            session,
-            {
-                "patient_id": patient.id,
-                "enrollment_id": enrollment_id,
-                "reply_id": reply_id,
-                "score": parsed.pain_score,
-                "reported_at": now,
-            },
-        )
     result = ReplyResult(reply_id, duplicate=False, parsed=parsed)
     if parsed.crisis:
         _crisis(rt, session, patient, enrollment, reply_id, channel, result, now=now)

@@ -107,7 +107,7 @@ SENDER_CONTEXT = (
     .execution_options(populate_existing=True)
 )
 
-#: ``composer.recent_scores`` as a statement built once.
+#: A patient's newest pain scores (``recent_scores``).
 RECENT_SCORES = (
     select(PainReport.score)
     .where(PainReport.patient_id == bindparam("patient_id"))
@@ -117,6 +117,31 @@ RECENT_SCORES = (
 
 INSERT_REPLY = insert(_replies).returning(_replies.c.id)
 INSERT_PAIN_REPORT = insert(_pain_reports)
+
+#: The columns ``receive_reply`` gives a reply.
+REPLY_COLUMNS = (
+    *("patient_id", "enrollment_id", "in_reply_to_id", "channel", "received_at", "raw_text"),
+    *("pain_score", "keywords", "flare_signal", "crisis", "provider_id"),
+)
+#: A pain report's values as the reply's columns: who, enrollment, reply, score, when.
+_SCORED = ("patient_id", "enrollment_id", "id", "pain_score", "received_at")
+_new = (
+    insert(_replies)
+    .values({_replies.c[name]: bindparam(name) for name in REPLY_COLUMNS})
+    .returning(*(_replies.c[n] for n in _SCORED))
+    .cte("new_reply")
+)
+#: PostgreSQL: a scored reply and its pain report in one statement (a CTE that inserts).
+INSERT_SCORED_REPLY = (
+    insert(_pain_reports)
+    .from_select(
+        ["patient_id", "enrollment_id", "reply_id", "score", "reported_at"],  # as _SCORED
+        select(
+            *(_new.c[n] for n in ("patient_id", "enrollment_id", "id", "pain_score"))
+        ).add_columns(_new.c.received_at),
+    )
+    .returning(_pain_reports.c.reply_id)
+)
 
 
 def sender_and_seen(
@@ -174,10 +199,17 @@ def answered_and_scores(
 
 
 def insert_reply(session: Session, values: dict[str, Any]) -> int:
-    """One INSERT .. RETURNING id of an ``inbound_replies`` row from column values."""
+    """Store a reply (``REPLY_COLUMNS``) and, when it has a score, its pain report reported
+    when it was received; returns the reply's id. One round trip on PostgreSQL."""
+    score = values["pain_score"]
+    if score is not None and session.get_bind().dialect.name == "postgresql":
+        scored: int = session.execute(INSERT_SCORED_REPLY, values).scalar_one()
+        return scored
     reply_id: int = session.execute(INSERT_REPLY, values).scalar_one()
+    if score is not None:
+        report = {key: values[key] for key in ("patient_id", "enrollment_id")}
+        session.execute(
+            INSERT_PAIN_REPORT,
+            {**report, "reply_id": reply_id, "score": score, "reported_at": values["received_at"]},
+        )
     return reply_id
-
-
-def insert_pain_report(session: Session, values: dict[str, Any]) -> None:
-    session.execute(INSERT_PAIN_REPORT, values)
