@@ -1,0 +1,61 @@
+"""``outbox_plan.plan_many``: each new (enrollment, step, occurrence) stored once, whatever
+the batch sizes, in a bounded number of distinct statements."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import event, func, select
+
+from campaigns.enums import Channel
+from campaigns.models import OutboxMessage, ProgramStep
+from campaigns.outbox_plan import SQLITE_PAGE, NewMessage, plan_many
+from campaigns.rendering import RenderedMessage
+from campaigns.runtime import Runtime
+from tests.factories import load_program, make_enrollment
+
+NOW = datetime(2025, 3, 3, 15, 0, tzinfo=UTC)
+SIZES = [*range(1, 14), 300]
+
+
+def test_batches_of_every_size_store_each_new_row_once(rt: Runtime) -> None:
+    version_id = load_program(rt)
+    patient_id, enrollment_id = make_enrollment(rt, version_id, now=NOW)
+    with rt.session() as session:
+        step_id = session.scalars(
+            select(ProgramStep.id).where(ProgramStep.version_id == version_id)
+        ).first()
+    assert step_id is not None
+    message = RenderedMessage(Channel.SMS, "Notice the sensation with curiosity, Ana. ✨")
+
+    def batch(first: int, n: int) -> list[NewMessage]:
+        return [
+            NewMessage(patient_id, message, enrollment_id, step_id, occurrence, None)
+            for occurrence in range(first, first + n)
+        ]
+
+    inserts: list[str] = []
+
+    def seen(*args: object) -> None:
+        if str(args[2]).startswith("INSERT INTO outbox"):
+            inserts.append(str(args[2]))
+
+    event.listen(rt.engine, "before_cursor_execute", seen)
+    with rt.session() as session:
+        plan_many(session, batch(0, 2), now=NOW)
+    first, planned = 2, []
+    for n in SIZES:
+        with rt.session() as session:
+            # the batch again, with two rows already stored: only the new ones come back
+            planned.append(plan_many(session, batch(first - 2, n + 2), now=NOW))
+        first += n
+    event.remove(rt.engine, "before_cursor_execute", seen)
+
+    assert [len(ids) for ids in planned] == SIZES
+    with rt.session() as session:
+        stored = session.scalars(select(OutboxMessage.occurrence).order_by(OutboxMessage.id))
+        assert list(stored) == list(range(first))
+        assert session.scalar(select(func.count(func.distinct(OutboxMessage.id)))) == first
+    if rt.engine.dialect.name == "sqlite":
+        # one statement text per page size (1, 2, 4, .. 256), not one per batch size
+        assert len(set(inserts)) <= SQLITE_PAGE.bit_length() < len(SIZES)
