@@ -80,7 +80,7 @@ def session_scope(engine: Engine) -> Iterator[Session]:
 
 
 def alembic_config(url: str) -> Config:
-    # Imported here: Alembic is ~10 MB of every worker's and web process's memory otherwise,
+    # Imported here: Alembic is ~7 MB of every worker's and web process's memory otherwise,
     # and only migrations and ``campaigns doctor`` use it.
     from alembic.config import Config
 

@@ -111,6 +111,10 @@ def plan_many(session: Session, messages: Sequence[NewMessage], *, now: datetime
     return sorted(ids)
 
 
+#: The largest page ``_pages`` makes.
+SQLITE_PAGE = 256
+
+
 def _pages(rows: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
     """SQLite: the batch in pages of 256, 128, .. 1 rows. Each row count is another multi-row
     ``INSERT .. VALUES`` text, and Python's ``sqlite3`` keeps the last 128 statements it
@@ -122,10 +126,6 @@ def _pages(rows: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
         size = 1 << (min(len(rows) - start, SQLITE_PAGE).bit_length() - 1)
         yield rows[start : start + size]
         start += size
-
-
-#: The largest page ``_pages`` makes.
-SQLITE_PAGE = 256
 
 
 _STEP_KEY = ["enrollment_id", "step_id", "occurrence"]

@@ -136,9 +136,7 @@ INSERT_SCORED_REPLY = (
     insert(_pain_reports)
     .from_select(
         ["patient_id", "enrollment_id", "reply_id", "score", "reported_at"],  # as _SCORED
-        select(
-            *(_new.c[n] for n in ("patient_id", "enrollment_id", "id", "pain_score"))
-        ).add_columns(_new.c.received_at),
+        select(*(_new.c[n] for n in _SCORED)),
     )
     .returning(_pain_reports.c.reply_id)
 )
@@ -189,7 +187,7 @@ def answered_and_scores(
     session: Session, patient_id: int, channel: Channel, now: datetime, *, limit: int
 ) -> tuple[int | None, list[float]]:
     """The newest message that reached the patient on ``channel`` (what the reply answers)
-    and ``composer.recent_scores`` (oldest first), in one round trip."""
+    and ``recent_scores`` (oldest first), in one round trip."""
     rows = session.execute(
         ANSWERED_AND_SCORES,
         {"patient_id": patient_id, "channel": channel, "now": now, "limit": limit},
@@ -207,9 +205,14 @@ def insert_reply(session: Session, values: dict[str, Any]) -> int:
         return scored
     reply_id: int = session.execute(INSERT_REPLY, values).scalar_one()
     if score is not None:
-        report = {key: values[key] for key in ("patient_id", "enrollment_id")}
         session.execute(
             INSERT_PAIN_REPORT,
-            {**report, "reply_id": reply_id, "score": score, "reported_at": values["received_at"]},
+            {
+                "patient_id": values["patient_id"],
+                "enrollment_id": values["enrollment_id"],
+                "reply_id": reply_id,
+                "score": score,
+                "reported_at": values["received_at"],
+            },
         )
     return reply_id
