@@ -9,19 +9,21 @@ number, so they are not copied, and exceptions are re-raised ``from None``).
 from __future__ import annotations
 
 import math
-import os
 import threading
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any
 
-import requests
-from requests.utils import get_environ_proxies
 from twilio.base.exceptions import TwilioRestException, TwilioServiceException
-from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
+from urllib3.exceptions import (
+    ConnectTimeoutError,
+    HTTPError,
+    NewConnectionError,
+    ReadTimeoutError,
+)
 
 from campaigns.channels.base import DeliveryError, OutgoingMessage, ProviderReceipt
+from campaigns.channels.twilio_http import PooledHttpClient
 from campaigns.enums import Channel
 from campaigns.logs import get_logger
 from campaigns.segments import count_segments
@@ -29,7 +31,6 @@ from config.settings import Settings
 
 log = get_logger(__name__)
 
-TWILIO_API = "https://api.twilio.com"
 #: Where Twilio posts delivery updates; the web app serves it (``campaigns.web.twilio_hooks``).
 STATUS_CALLBACK_PATH = "/webhooks/twilio/status"
 #: Seconds to wait for Twilio; a send task must not hang a worker slot.
@@ -50,51 +51,6 @@ KNOWN_CODES = {
     20003: "authentication failed: check the Twilio account SID and auth token",
     20429: "too many requests",
 }
-
-
-class BaseUrlHttpClient(TwilioHttpClient):  # type: ignore[misc]  # twilio ships no stubs
-    """The real client's HTTP layer, pointed at another base URL when one is configured.
-
-    Lets tests and development talk to a local fake over real HTTP, so auth, form encoding
-    and error parsing are twilio's own code. It also remembers the last ``Retry-After``
-    per thread, because ``TwilioRestException`` drops the response headers.
-    """
-
-    def __init__(self, base_url: str | None = None, *, timeout: float = REQUEST_TIMEOUT) -> None:
-        base_url = base_url.rstrip("/") if base_url else None
-        # requests re-reads proxy and CA settings from the environment on every request
-        # (~0.5 ms of a ~3 ms call); a worker's environment does not change: read them once.
-        super().__init__(timeout=timeout, proxy=get_environ_proxies(base_url or TWILIO_API))
-        self.session.trust_env = False
-        self.session.verify = (
-            os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
-        )
-        self.base_url = base_url
-        self._local = threading.local()
-
-    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
-        self._local.retry_after = None
-        response = super().request(method, self.rewrite(url), *args, **kwargs)
-        self._local.retry_after = (response.headers or {}).get("Retry-After")
-        return response
-
-    def rewrite(self, url: str) -> str:
-        """Swap the api.twilio.com prefix; refuse other hosts rather than reach real Twilio."""
-        if self.base_url is None:
-            return url
-        if url != TWILIO_API and not url.startswith(TWILIO_API + "/"):
-            raise DeliveryError(
-                "twilio: unexpected API host for a custom base URL", permanent=False
-            )
-        return self.base_url + url[len(TWILIO_API) :]
-
-    @property
-    def last_retry_after(self) -> str | None:
-        value: str | None = getattr(self._local, "retry_after", None)
-        return value
-
-    def close(self) -> None:
-        self.session.close()
 
 
 class TwilioSmsTransport:
@@ -128,7 +84,7 @@ class TwilioSmsTransport:
         self._credentials = (account_sid, auth_token)
         self._http_args = (api_base_url, timeout)
         self._local = threading.local()
-        self._opened: list[BaseUrlHttpClient] = []
+        self._opened: list[PooledHttpClient] = []
         self._opened_lock = threading.Lock()
 
     @classmethod
@@ -145,20 +101,20 @@ class TwilioSmsTransport:
         )
 
     @property
-    def http(self) -> BaseUrlHttpClient:
+    def http(self) -> PooledHttpClient:
         return self._thread_clients()[0]
 
     @property
     def client(self) -> Client:
         return self._thread_clients()[1]
 
-    def _thread_clients(self) -> tuple[BaseUrlHttpClient, Client]:
-        """This thread's HTTP client and twilio ``Client``: a ``requests.Session`` is not
-        promised thread-safe, and each keeps its connection to Twilio open between sends."""
-        pair: tuple[BaseUrlHttpClient, Client] | None = getattr(self._local, "pair", None)
+    def _thread_clients(self) -> tuple[PooledHttpClient, Client]:
+        """This thread's HTTP client and twilio ``Client``: the client is not promised
+        thread-safe, and each keeps its own connection to Twilio open between sends."""
+        pair: tuple[PooledHttpClient, Client] | None = getattr(self._local, "pair", None)
         if pair is None:
             api_base_url, timeout = self._http_args
-            http = BaseUrlHttpClient(api_base_url, timeout=timeout)
+            http = PooledHttpClient(api_base_url, timeout=timeout)
             pair = self._local.pair = (http, Client(*self._credentials, http_client=http))
             with self._opened_lock:
                 self._opened.append(http)
@@ -176,17 +132,13 @@ class TwilioSmsTransport:
             )
         except (TwilioRestException, TwilioServiceException) as exc:
             error = api_error(exc.status, exc.code, self.http.last_retry_after)
-        except requests.ConnectTimeout:
-            error = DeliveryError("twilio: connect timed out", permanent=False)
-        except requests.Timeout:
+        except ReadTimeoutError:
             # The request reached Twilio: it may have queued the text. Never resend blindly.
             error = DeliveryError(
                 "twilio: no answer in time; delivery unknown", permanent=True, ambiguous=True
             )
-        except requests.RequestException as exc:
-            error = DeliveryError(
-                f"twilio: connection failed ({type(exc).__name__})", permanent=False
-            )
+        except (HTTPError, OSError) as exc:
+            error = connection_error(exc)
         else:
             return ProviderReceipt(provider_id=str(created.sid))
         log.warning(
@@ -205,7 +157,7 @@ class TwilioSmsTransport:
             raise DeliveryError(
                 f"twilio: credentials refused (code {exc.code})", permanent=True
             ) from None
-        except requests.RequestException as exc:
+        except (HTTPError, OSError) as exc:
             raise DeliveryError(
                 f"twilio: unreachable ({type(exc).__name__})", permanent=False
             ) from None
@@ -221,6 +173,14 @@ class TwilioSmsTransport:
 
 def status_callback_url(settings: Settings) -> str:
     return settings.public_base_url.rstrip("/") + STATUS_CALLBACK_PATH
+
+
+def connection_error(exc: HTTPError | OSError) -> DeliveryError:
+    """Nothing reached Twilio, or nothing that it could act on: safe to try again later."""
+    # urllib3 files a refused connection under connect timeouts; name it for what it is.
+    if isinstance(exc, ConnectTimeoutError) and not isinstance(exc, NewConnectionError):
+        return DeliveryError("twilio: connect timed out", permanent=False)
+    return DeliveryError(f"twilio: connection failed ({type(exc).__name__})", permanent=False)
 
 
 def check_length(message: OutgoingMessage) -> None:

@@ -9,15 +9,17 @@ from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
 import pytest
+import urllib3
 from pydantic import SecretStr
 from sqlalchemy import select
 
 from campaigns.channels.base import DeliveryError, OutgoingMessage
 from campaigns.channels.files import FileSmsTransport
+from campaigns.channels.twilio_http import PooledHttpClient
 from campaigns.channels.twilio_sms import (
     RATE_LIMIT_BACKOFF,
-    BaseUrlHttpClient,
     TwilioSmsTransport,
+    connection_error,
     retry_seconds,
 )
 from campaigns.dispatching import redispatchable
@@ -361,8 +363,8 @@ def test_failures_never_put_the_number_or_the_text_in_logs_or_errors(
 
 
 def test_the_http_client_rewrites_only_the_api_twilio_com_prefix() -> None:
-    fake_base = BaseUrlHttpClient("http://127.0.0.1:9999/")
-    real = BaseUrlHttpClient(None)
+    fake_base = PooledHttpClient("http://127.0.0.1:9999/", timeout=5)
+    real = PooledHttpClient(None, timeout=5)
     try:
         url = "https://api.twilio.com/2010-04-01/Accounts/AC1/Messages.json"
         assert (
@@ -383,19 +385,33 @@ def test_proxy_and_ca_settings_come_from_the_environment_read_once(
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy.clinic.example:3128")
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/clinic-ca.pem")
-    real = BaseUrlHttpClient(None)
+    real = PooledHttpClient(None, timeout=5)
     monkeypatch.setenv("NO_PROXY", "127.0.0.1")
-    local = BaseUrlHttpClient("http://127.0.0.1:9999")
+    local = PooledHttpClient("http://127.0.0.1:9999", timeout=5)
     monkeypatch.setenv("HTTPS_PROXY", "http://changed.example:3128")
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE")
     try:
-        url = "https://api.twilio.com/2010-04-01/Accounts/AC1/Messages.json"
-        used = real.session.merge_environment_settings(url, real.proxy, None, None, None)
-        assert used["proxies"]["https"] == "http://proxy.clinic.example:3128"
-        assert used["verify"] == "/etc/ssl/clinic-ca.pem"
-        assert local.proxy == {}, "NO_PROXY is honoured"
+        assert isinstance(real.pool, urllib3.ProxyManager)
+        assert real.pool.proxy is not None
+        assert real.pool.proxy.url == "http://proxy.clinic.example:3128"
+        assert real.pool.connection_pool_kw["ca_certs"] == "/etc/ssl/clinic-ca.pem"
+        assert local.proxy_url is None, "NO_PROXY is honoured"
+        assert not isinstance(local.pool, urllib3.ProxyManager)
     finally:
         real.close()
         local.close()
+
+
+def test_unreachable_twilio_is_transient_and_named_for_what_happened() -> None:
+    refused = urllib3.exceptions.NewConnectionError(None, "Connection refused")  # type: ignore[arg-type]
+    timed_out = urllib3.exceptions.ConnectTimeoutError("connect timed out")
+    dropped = urllib3.exceptions.ProtocolError("Connection aborted.")
+    assert connection_error(refused).reason == "twilio: connection failed (NewConnectionError)"
+    assert connection_error(timed_out).reason == "twilio: connect timed out"
+    assert connection_error(dropped).reason == "twilio: connection failed (ProtocolError)"
+    assert not any(
+        connection_error(exc).permanent for exc in (refused, timed_out, dropped, OSError())
+    )
 
 
 def test_retry_after_takes_seconds_or_an_http_date_within_bounds() -> None:

@@ -1,0 +1,129 @@
+"""The HTTP layer under the official twilio client: urllib3, not requests.
+
+twilio's ``Client`` takes any ``twilio.http.HttpClient`` (its documented custom-client hook), so
+the resource classes, form encoding of the API's parameters, auth and error parsing stay
+twilio's own. Only the transport below them changes: requests' session machinery (settings
+merged per request, cookie jars, hooks, a dozen ``isinstance`` checks against a
+runtime-checkable protocol, each ~10 µs on Python 3.11) was ~0.8 ms of the ~1.6 ms of CPU an SMS
+cost the sending process; urllib3, which requests itself sends with, does the same exchange for
+about half (``bench/README.md``, "B4 on urllib3").
+
+Behaviour kept from requests: proxies and the CA bundle come from the environment (read once:
+a worker's environment does not change), no redirects, no retries (a POST resent after a lost
+answer could text a patient twice), one keep-alive connection per client.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+import threading
+import urllib.request
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+import certifi
+import urllib3
+from twilio.http import HttpClient
+from twilio.http.response import Response
+
+from campaigns.channels.base import DeliveryError
+
+TWILIO_API = "https://api.twilio.com"
+_JSON_TYPES = frozenset({"application/json", "application/scim+json"})
+_logger = logging.getLogger("twilio.http_client")
+
+
+def environment_proxy(url: str) -> str | None:
+    """The proxy the environment names for ``url`` (``HTTPS_PROXY``, ``NO_PROXY`` ...)."""
+    parts = urlsplit(url)
+    if urllib.request.proxy_bypass(parts.hostname or ""):
+        return None
+    return urllib.request.getproxies().get(parts.scheme)
+
+
+def environment_ca_bundle() -> str:
+    """``REQUESTS_CA_BUNDLE`` or ``CURL_CA_BUNDLE`` as requests honours them, else certifi's."""
+    return (
+        os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or certifi.where()
+    )
+
+
+class PooledHttpClient(HttpClient):  # type: ignore[misc]  # twilio ships no stubs
+    """One keep-alive connection to Twilio (or to ``base_url`` when tests and development point
+    the client at a local fake), and the last ``Retry-After`` seen by each thread, because
+    ``TwilioRestException`` drops the response headers."""
+
+    def __init__(self, base_url: str | None = None, *, timeout: float) -> None:
+        super().__init__(_logger, False, timeout)
+        self.base_url = base_url.rstrip("/") if base_url else None
+        target = self.base_url or TWILIO_API
+        self.proxy_url = environment_proxy(target)
+        self.ca_certs = environment_ca_bundle()
+        options: dict[str, Any] = {
+            "maxsize": 1,
+            "retries": False,
+            "timeout": urllib3.Timeout(connect=timeout, read=timeout),
+            "ca_certs": self.ca_certs,
+        }
+        self.pool: urllib3.PoolManager = (
+            urllib3.ProxyManager(self.proxy_url, **options)
+            if self.proxy_url
+            else urllib3.PoolManager(**options)
+        )
+        self._local = threading.local()
+
+    def request(
+        self,
+        method: str,
+        uri: str,
+        params: dict[str, object] | None = None,
+        data: dict[str, object] | None = None,
+        headers: dict[str, str] | None = None,
+        auth: tuple[str, str] | None = None,
+        timeout: float | None = None,
+        allow_redirects: bool = False,
+    ) -> Response:
+        self._local.retry_after = None
+        url = self.rewrite(uri)
+        if params:
+            url += "?" + urlencode(params, doseq=True)
+        sent = dict(headers or {})
+        if auth is not None:
+            pair = f"{auth[0]}:{auth[1]}".encode()
+            sent["Authorization"] = "Basic " + base64.b64encode(pair).decode("ascii")
+        body: str | None = None
+        if data is not None:
+            if sent.get("Content-Type") in _JSON_TYPES:
+                body = json.dumps(data)
+            else:
+                body = urlencode(data, doseq=True)
+                sent["Content-Type"] = "application/x-www-form-urlencoded"
+        options: dict[str, Any] = {"redirect": allow_redirects}
+        if timeout is not None:  # else the pool's; None itself would mean "wait forever"
+            options["timeout"] = urllib3.Timeout(connect=timeout, read=timeout)
+        self.log_request({"method": method, "url": url, "params": None, "headers": headers})
+        answer = self.pool.request(method.upper(), url, body=body, headers=sent, **options)
+        self.log_response(answer.status, answer)
+        self._local.retry_after = answer.headers.get("Retry-After")
+        return Response(answer.status, answer.data.decode("utf-8"), answer.headers)
+
+    def rewrite(self, url: str) -> str:
+        """Swap the api.twilio.com prefix; refuse other hosts rather than reach real Twilio."""
+        if self.base_url is None:
+            return url
+        if url != TWILIO_API and not url.startswith(TWILIO_API + "/"):
+            raise DeliveryError(
+                "twilio: unexpected API host for a custom base URL", permanent=False
+            )
+        return self.base_url + url[len(TWILIO_API) :]
+
+    @property
+    def last_retry_after(self) -> str | None:
+        value: str | None = getattr(self._local, "retry_after", None)
+        return value
+
+    def close(self) -> None:
+        self.pool.clear()
