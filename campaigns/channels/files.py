@@ -11,7 +11,8 @@ import os
 from pathlib import Path
 
 from campaigns.channels.base import DeliveryError, OutgoingMessage, ProviderReceipt
-from campaigns.email_headers import EmailIdentity, build_email, to_bytes
+from campaigns.email_headers import EmailIdentity
+from campaigns.email_wire import email_bytes
 from campaigns.enums import Channel
 from campaigns.models import utcnow
 
@@ -23,7 +24,7 @@ def _write_atomically(path: Path, data: bytes) -> None:
 
 
 class FileEmailTransport:
-    """Writes the same MIME bytes the SMTP transport would send (see ``email_headers``)."""
+    """Writes the same MIME bytes the SMTP transport would send (see ``email_wire``)."""
 
     channel = Channel.EMAIL
 
@@ -35,9 +36,9 @@ class FileEmailTransport:
         if not message.subject:
             raise DeliveryError("email without a subject", permanent=True)
         self.folder.mkdir(parents=True, exist_ok=True)
-        mime = build_email(message, self.identity, now=utcnow())
-        _write_atomically(self.folder / f"{message.outbox_id:09d}.eml", to_bytes(mime))
-        return ProviderReceipt(provider_id=str(mime["Message-ID"]))
+        wire = email_bytes(message, self.identity, now=utcnow())
+        _write_atomically(self.folder / f"{message.outbox_id:09d}.eml", wire.data)
+        return ProviderReceipt(provider_id=wire.message_id)
 
 
 class FileSmsTransport:

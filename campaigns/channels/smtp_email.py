@@ -23,7 +23,8 @@ from datetime import datetime
 from typing import Literal
 
 from campaigns.channels.base import DeliveryError, OutgoingMessage, ProviderReceipt
-from campaigns.email_headers import EmailIdentity, bounce_address, build_email, to_bytes
+from campaigns.email_headers import EmailIdentity, bounce_address
+from campaigns.email_wire import email_bytes
 from campaigns.enums import Channel
 from campaigns.logs import get_logger
 from campaigns.models import utcnow
@@ -99,7 +100,7 @@ class SmtpEmailTransport:
             raise DeliveryError("email without a subject", permanent=True)
         if not message.to:
             raise DeliveryError("no email address", permanent=True)
-        mime = build_email(message, self.identity, now=self._clock())
+        wire = email_bytes(message, self.identity, now=self._clock())
         conn = self._thread_connection()
         with conn.lock:
             try:
@@ -107,7 +108,7 @@ class SmtpEmailTransport:
                     conn,
                     bounce_address(self.identity, message.outbox_id),
                     message.to,
-                    to_bytes(mime),
+                    wire.data,
                 )
             except (smtplib.SMTPException, OSError) as exc:
                 _discard(conn)
@@ -120,7 +121,7 @@ class SmtpEmailTransport:
                 )
                 raise error from None
             conn.last_used = time.monotonic()
-        return ProviderReceipt(provider_id=str(mime["Message-ID"]))
+        return ProviderReceipt(provider_id=wire.message_id)
 
     def _thread_connection(self) -> _Connection:
         conn: _Connection | None = getattr(self._local, "conn", None)
