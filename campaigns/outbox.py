@@ -177,8 +177,12 @@ def _deliver_chunk(rt: Runtime, ids: list[int], *, now: datetime) -> dict[int, D
     finally:
         _mark_sent(rt, sent, now=now)
         results.update(dict.fromkeys((i for i, _ in sent), DeliveryResult.SENT))
+        # One line per chunk, ids grouped by result ("sent": [...], "deferred": [...]): a
+        # line per message cost ~40 µs of a send's CPU, and the outbox rows hold the rest.
+        by_result: dict[str, list[int]] = {}
         for outbox_id in ids:
-            log.info("deliver", outbox_id=outbox_id, result=results[outbox_id].value)
+            by_result.setdefault(results[outbox_id].value, []).append(outbox_id)
+        log.info("deliver", **by_result)
     return results
 
 

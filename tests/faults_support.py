@@ -102,8 +102,8 @@ def delivered_sends(log_paths: Iterable[Path]) -> Counter[int]:
                 record = json.loads(line[start:])
             except ValueError:
                 continue
-            if record.get("event") == "deliver" and record.get("result") == "sent":
-                sent[int(record["outbox_id"])] += 1
+            if record.get("event") == "deliver":
+                sent.update(int(outbox_id) for outbox_id in record.get("sent", []))
     return sent
 
 

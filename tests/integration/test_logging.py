@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import io
+import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -34,7 +35,14 @@ def test_a_full_exchange_logs_ids_but_no_contact_details_or_text(
     version = load_program(rt)
     patient_id, _ = make_enrollment(rt, version, now=MONDAY, first_name="Zebulon")
     due = MONDAY + timedelta(hours=10)
-    tick(rt, now=due, dispatch=lambda ids: [deliver(rt, i, now=due) for i in ids])
+    dispatched: list[int] = []
+
+    def send(ids: Sequence[int]) -> None:
+        dispatched.extend(ids)
+        for outbox_id in ids:
+            deliver(rt, outbox_id, now=due)
+
+    tick(rt, now=due, dispatch=send)
     with rt.session() as session:
         patient = session.get_one(Patient, patient_id)
         phone, email = patient.phone_e164, patient.email
@@ -48,6 +56,8 @@ def test_a_full_exchange_logs_ids_but_no_contact_details_or_text(
         )
     logs = captured.getvalue()
     assert '"event": "tick"' in logs and '"event": "deliver"' in logs
+    deliveries = [r for r in map(json.loads, logs.splitlines()) if r["event"] == "deliver"]
+    assert dispatched and [r["sent"] for r in deliveries] == [[i] for i in dispatched]
     assert '"event": "reply"' in logs
     for secret in (phone, email, "Zebulon", "secret diary", "mini step"):
         assert secret and secret not in logs
