@@ -1,7 +1,9 @@
 """The shape of every program email, built in one place for the SMTP and the file transport.
 
-Both transports write exactly these bytes, so the ``.eml`` files a developer reads in
-``var/outbox/email`` are what a patient's mail client receives. Each header has a job:
+Both transports write exactly these bytes (``email_wire`` writes them directly when every
+header is plain ASCII, and through ``build_email`` otherwise), so the ``.eml`` files a
+developer reads in ``var/outbox/email`` are what a patient's mail client receives. Each header
+has a job:
 
 * ``Message-ID`` is stored as the outbox row's ``provider_id``; a reply's ``In-Reply-To`` or
   ``References`` finds its message again through it.

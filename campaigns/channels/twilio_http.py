@@ -6,7 +6,7 @@ twilio's own. Only the transport below them changes: requests' session machinery
 merged per request, cookie jars, hooks, a dozen ``isinstance`` checks against a
 runtime-checkable protocol, each ~10 µs on Python 3.11) was ~0.8 ms of the ~1.6 ms of CPU an SMS
 cost the sending process; urllib3, which requests itself sends with, does the same exchange for
-about half (``bench/README.md``, "B4 on urllib3").
+about half (``bench/README.md``, "B4 on urllib3 and written emails").
 
 Behaviour kept from requests: proxies and the CA bundle come from the environment (read once:
 a worker's environment does not change), no redirects, no retries (a POST resent after a lost

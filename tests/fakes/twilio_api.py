@@ -12,6 +12,7 @@ import base64
 import json
 import re
 import secrets
+import ssl
 import threading
 import time
 from collections import deque
@@ -276,13 +277,19 @@ class _Server(ThreadingHTTPServer):
 
 
 @contextmanager
-def running(fake: FakeTwilio | None = None) -> Iterator[FakeTwilio]:
-    """Serve ``fake`` on a free loopback port; ``fake.base_url`` replaces api.twilio.com."""
+def running(
+    fake: FakeTwilio | None = None, *, tls: ssl.SSLContext | None = None
+) -> Iterator[FakeTwilio]:
+    """Serve ``fake`` on a free loopback port (over TLS with ``tls``); ``fake.base_url``
+    replaces api.twilio.com."""
     fake = fake or FakeTwilio()
     server = _Server(fake)
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    fake.base_url = f"http://127.0.0.1:{server.server_address[1]}"
+    scheme = "https" if tls is not None else "http"
+    fake.base_url = f"{scheme}://127.0.0.1:{server.server_address[1]}"
     try:
         yield fake
     finally:

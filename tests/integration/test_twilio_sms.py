@@ -7,6 +7,8 @@ import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
+from pathlib import Path
+from typing import Any
 
 import pytest
 import urllib3
@@ -38,6 +40,8 @@ from campaigns.rendering import RenderedMessage
 from campaigns.runtime import Runtime, build_runtime, default_transports
 from campaigns.scheduler import tick
 from tests.factories import load_program, make_enrollment, make_patient
+from tests.fakes.http_proxy import forwarding_proxy
+from tests.fakes.tls import make_certificates
 from tests.fakes.twilio_api import (
     ACCOUNT_SID,
     AUTH_TOKEN,
@@ -103,6 +107,20 @@ def _row(rt: Runtime, outbox_id: int) -> OutboxMessage:
 def _phone(rt: Runtime, patient_id: int) -> str:
     with rt.session() as session:
         return session.get_one(Patient, patient_id).phone_e164 or ""
+
+
+def _transport(
+    base_url: str, *, auth_token: str = AUTH_TOKEN, **options: Any
+) -> TwilioSmsTransport:
+    """A transport of its own (not the runtime's), pointed at ``base_url``."""
+    return TwilioSmsTransport(
+        account_sid=ACCOUNT_SID,
+        auth_token=auth_token,
+        status_callback=f"{PUBLIC}/webhooks/twilio/status",
+        messaging_service_sid=SERVICE_SID,
+        api_base_url=base_url,
+        **options,
+    )
 
 
 def _message(body: str, *, max_segments: int | None = 2) -> OutgoingMessage:
@@ -243,13 +261,7 @@ def test_server_error_is_retried_and_sent_the_next_time(
 
 def test_connection_refused_is_transient(twilio_rt: Runtime) -> None:
     closed = f"http://127.0.0.1:{free_port()}"
-    transport = TwilioSmsTransport(
-        account_sid=ACCOUNT_SID,
-        auth_token=AUTH_TOKEN,
-        status_callback=f"{PUBLIC}/webhooks/twilio/status",
-        messaging_service_sid=SERVICE_SID,
-        api_base_url=closed,
-    )
+    transport = _transport(closed)
     twilio_rt.transports[Channel.SMS] = transport
     try:
         outbox_id, _, _ = _planned_program_message(twilio_rt)
@@ -265,14 +277,7 @@ def test_read_timeout_marks_delivery_unknown_and_never_resends(
     fake: FakeTwilio, twilio_rt: Runtime
 ) -> None:
     """Twilio may have queued the text before the answer was lost: resending could send twice."""
-    transport = TwilioSmsTransport(
-        account_sid=ACCOUNT_SID,
-        auth_token=AUTH_TOKEN,
-        status_callback=f"{PUBLIC}/webhooks/twilio/status",
-        messaging_service_sid=SERVICE_SID,
-        api_base_url=fake.base_url,
-        timeout=0.3,
-    )
+    transport = _transport(fake.base_url, timeout=0.3)
     twilio_rt.transports[Channel.SMS] = transport
     fake.stall_next()
     try:
@@ -289,13 +294,7 @@ def test_read_timeout_marks_delivery_unknown_and_never_resends(
 
 
 def test_wrong_credentials_keep_the_message_for_a_retry(fake: FakeTwilio) -> None:
-    transport = TwilioSmsTransport(
-        account_sid=ACCOUNT_SID,
-        auth_token="not-the-token",
-        status_callback=f"{PUBLIC}/webhooks/twilio/status",
-        messaging_service_sid=SERVICE_SID,
-        api_base_url=fake.base_url,
-    )
+    transport = _transport(fake.base_url, auth_token="not-the-token")
     try:
         with pytest.raises(DeliveryError) as caught:
             transport.send(_message("hello"))
@@ -400,6 +399,55 @@ def test_proxy_and_ca_settings_come_from_the_environment_read_once(
     finally:
         real.close()
         local.close()
+
+
+def _proxy_free(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("NO_PROXY", "HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_sends_go_through_the_proxy_the_environment_names(
+    monkeypatch: pytest.MonkeyPatch, fake: FakeTwilio
+) -> None:
+    _proxy_free(monkeypatch)
+    with forwarding_proxy() as proxy:
+        monkeypatch.setenv("HTTP_PROXY", proxy.url)
+        transport = _transport(fake.base_url)
+        try:
+            receipt = transport.send(_message("hello through the proxy"))
+        finally:
+            transport.close()
+    assert proxy.seen == [f"POST {fake.base_url}/2010-04-01/Accounts/{ACCOUNT_SID}/Messages.json"]
+    assert [r.sid for r in fake.requests] == [receipt.provider_id]
+
+
+def test_tls_is_verified_against_the_environment_s_ca_bundle(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Twilio's certificate is checked: an untrusted one is refused before anything is sent,
+    and a clinic's own CA bundle (``REQUESTS_CA_BUNDLE``, as requests read it) is honoured."""
+    _proxy_free(monkeypatch)
+    certificates = make_certificates(tmp_path)
+    with running(tls=certificates.server_context()) as fake:
+        untrusting = _transport(fake.base_url)
+        try:
+            with pytest.raises(DeliveryError) as refused:
+                untrusting.send(_message("hello"))
+        finally:
+            untrusting.close()
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(certificates.cert_file))
+        trusting = _transport(fake.base_url)
+        try:
+            receipt = trusting.send(_message("hello"))
+        finally:
+            trusting.close()
+    assert not refused.value.permanent
+    assert refused.value.reason == "twilio: connection failed (SSLError)"
+    assert fake.base_url.startswith("https://")
+    assert [r.sid for r in fake.requests] == [receipt.provider_id]
 
 
 def test_unreachable_twilio_is_transient_and_named_for_what_happened() -> None:
