@@ -31,6 +31,7 @@ from bench.common import (
     BENCH_NOW,
     Figure,
     bench_runtime,
+    cpu_probe,
     fresh_database,
     parse_size,
     quiet_logs,
@@ -199,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     figures: list[Figure] = []
     errors: list[dict[str, str]] = []
     started = datetime.now(UTC)
+    probe = {"start": cpu_probe()}
     for db in args.db.split(","):
         run_database(args, db.strip(), figures, errors)
     if "B5" in args.only.split(","):
@@ -214,6 +216,8 @@ def main(argv: list[str] | None = None) -> int:
             "machine": platform.platform(),
             "cpus": os.cpu_count(),
             "load_avg": os.getloadavg(),
+            # lower is faster; compare runs made on different days with it
+            "cpu_probe_ms": probe | {"end": cpu_probe()},
         },
         "figures": [f.as_dict() for f in figures],
         "scaling": scaling(figures),
@@ -224,6 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2, default=str))
     console.print(f"scaling: {json.dumps(report['scaling'])}")
+    console.print(f"cpu probe: {probe['start']:.0f} ms at the start (lower is faster)")
     console.print(f"saved {out}")
     return 1 if errors else 0
 

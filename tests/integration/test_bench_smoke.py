@@ -65,6 +65,7 @@ def test_smoke_run_writes_every_workload(tmp_path: Path) -> None:
     report = json.loads(out.read_text())
     assert report["errors"] == []
     assert report["meta"]["smoke"] is True
+    assert all(report["meta"]["cpu_probe_ms"][k] > 0 for k in ("start", "end"))
     seen = {(f["workload"], f["db"]) for f in report["figures"]}
     for db in ("sqlite", "postgresql"):
         for workload in ("B1", "B2", "B3", "B4", "B6", "B7"):
