@@ -89,18 +89,11 @@ def sms_senders(base_url: str) -> dict[str, Callable[[int], Any]]:
 
 def email_builders() -> dict[str, Callable[[int], Any]]:
     from campaigns.channels.base import OutgoingMessage
-    from campaigns.email_headers import EmailIdentity, build_email, to_bytes
+    from campaigns.email_headers import build_email, to_bytes
     from campaigns.email_wire import email_bytes
     from campaigns.enums import Channel
+    from tests.factories import EMAIL_IDENTITY
 
-    identity = EmailIdentity(
-        sender="care@clinic.example",
-        display_name="Riverside Pain Recovery Clinic",
-        reply_domain="reply.clinic.example",
-        unsubscribe_mailto="unsubscribe@clinic.example",
-        public_base_url="https://care.clinic.example",
-        key=b"k" * 32,
-    )
     now = datetime.now(UTC)
     text, html = ((STEP / name).read_text() for name in ("email.txt.j2", "email.html.j2"))
 
@@ -109,8 +102,8 @@ def email_builders() -> dict[str, Callable[[int], Any]]:
         return OutgoingMessage(i, i, Channel.EMAIL, f"p{i}@example.org", text, subject, html)
 
     return {
-        "ours": lambda i: email_bytes(message(i), identity, now=now).data,
-        "baseline": lambda i: to_bytes(build_email(message(i), identity, now=now)),
+        "ours": lambda i: email_bytes(message(i), EMAIL_IDENTITY, now=now).data,
+        "baseline": lambda i: to_bytes(build_email(message(i), EMAIL_IDENTITY, now=now)),
     }
 
 

@@ -6,6 +6,7 @@ import itertools
 from datetime import datetime, time
 from pathlib import Path
 
+from campaigns.email_headers import EmailIdentity
 from campaigns.enrollments import enroll
 from campaigns.enums import Channel
 from campaigns.models import Consent, Enrollment, Patient, ProgramVersion
@@ -15,6 +16,15 @@ from campaigns.runtime import Runtime
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 MINI = FIXTURES / "programs" / "mini"
+#: A clinic's email identity with a fixed key, for building emails outside a runtime.
+EMAIL_IDENTITY = EmailIdentity(
+    sender="care@clinic.example",
+    display_name="Riverside Pain Recovery Clinic",
+    reply_domain="reply.clinic.example",
+    unsubscribe_mailto="unsubscribe@clinic.example",
+    public_base_url="https://clinic.example",
+    key=b"k" * 32,
+)
 _phone_counter = itertools.count(1000)
 
 

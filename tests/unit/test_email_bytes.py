@@ -11,17 +11,10 @@ import time_machine
 
 from campaigns import email_headers
 from campaigns.channels.base import OutgoingMessage
-from campaigns.email_headers import EmailIdentity, build_email, to_bytes
+from campaigns.email_headers import build_email, to_bytes
 from campaigns.enums import Channel
+from tests.factories import EMAIL_IDENTITY as IDENTITY
 
-IDENTITY = EmailIdentity(
-    sender="care@clinic.example",
-    display_name="Riverside Pain Recovery Clinic",
-    reply_domain="reply.clinic.example",
-    unsubscribe_mailto="unsubscribe@clinic.example",
-    public_base_url="https://clinic.example",
-    key=b"k" * 32,
-)
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 HTML = "<p>Hi Zoë,</p>\n" + "<p>" + "A long line of the lesson, " * 20 + "</p>\n"
 MESSAGES = [

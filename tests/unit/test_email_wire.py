@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from datetime import UTC, datetime, timedelta, timezone
 
@@ -15,17 +16,9 @@ from campaigns.channels.base import OutgoingMessage
 from campaigns.email_headers import EmailIdentity, build_email, to_bytes
 from campaigns.email_wire import email_bytes
 from campaigns.enums import Channel
+from tests.factories import EMAIL_IDENTITY as PLAIN_IDENTITY
 
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
-KEY = b"k" * 32
-PLAIN_IDENTITY = EmailIdentity(
-    sender="care@clinic.example",
-    display_name="Riverside Pain Recovery Clinic",
-    reply_domain="reply.clinic.example",
-    unsubscribe_mailto="unsubscribe@clinic.example",
-    public_base_url="https://clinic.example",
-    key=KEY,
-)
 
 _ascii = st.characters(min_codepoint=32, max_codepoint=126)
 _any_text = st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00")
@@ -91,7 +84,7 @@ def test_bytes_are_the_stdlib_bytes(
     outbox_id: int,
     when: datetime,
 ) -> None:
-    identity = EmailIdentity(**{**PLAIN_IDENTITY.__dict__, "display_name": name})
+    identity = dataclasses.replace(PLAIN_IDENTITY, display_name=name)
     message = OutgoingMessage(outbox_id, 7, Channel.EMAIL, to, text, subject, html, extra)
     mid = f"<{outbox_id}.0123456789abcdef@clinic.example>"
     with time_machine.travel(NOW, tick=False):  # the List-Unsubscribe token carries the time
