@@ -22,7 +22,7 @@ import os
 import threading
 import urllib.request
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import unquote, urlencode, urlsplit
 
 import certifi
 import urllib3
@@ -51,6 +51,22 @@ def environment_ca_bundle() -> str:
     )
 
 
+def _proxy_manager(proxy_url: str, options: dict[str, Any]) -> urllib3.ProxyManager:
+    """Credentials in the proxy URL become ``Proxy-Authorization``, as requests sends them
+    (urllib3 itself ignores them); the URL the pool keeps has none."""
+    parts = urlsplit(proxy_url)
+    headers = None
+    if parts.username is not None:
+        credentials = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+        headers = urllib3.make_headers(proxy_basic_auth=credentials)
+        host = parts.hostname or ""
+        netloc = f"[{host}]" if ":" in host else host
+        if parts.port is not None:
+            netloc += f":{parts.port}"
+        proxy_url = parts._replace(netloc=netloc).geturl()
+    return urllib3.ProxyManager(proxy_url, proxy_headers=headers, **options)
+
+
 class PooledHttpClient(HttpClient):  # type: ignore[misc]  # twilio ships no stubs
     """One keep-alive connection to Twilio (or to ``base_url`` when tests and development point
     the client at a local fake), and the last ``Retry-After`` seen by each thread, because
@@ -69,7 +85,7 @@ class PooledHttpClient(HttpClient):  # type: ignore[misc]  # twilio ships no stu
             "ca_certs": self.ca_certs,
         }
         self.pool: urllib3.PoolManager = (
-            urllib3.ProxyManager(self.proxy_url, **options)
+            _proxy_manager(self.proxy_url, options)
             if self.proxy_url
             else urllib3.PoolManager(**options)
         )

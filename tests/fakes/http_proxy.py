@@ -17,7 +17,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
-_HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-connection", "transfer-encoding"})
+_HOP_BY_HOP = frozenset(
+    {"connection", "keep-alive", "proxy-connection", "proxy-authorization", "transfer-encoding"}
+)
 
 
 @dataclass
@@ -25,6 +27,8 @@ class Proxy:
     url: str = ""
     #: "METHOD absolute-url" of every request forwarded.
     seen: list[str] = field(default_factory=list)
+    #: The ``Proxy-Authorization`` header of each (None when absent); never forwarded.
+    authorizations: list[str | None] = field(default_factory=list)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -34,6 +38,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _forward(self) -> None:
         target = urlsplit(self.path)
         self.server.proxy.seen.append(f"{self.command} {self.path}")
+        self.server.proxy.authorizations.append(self.headers.get("Proxy-Authorization"))
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
         upstream = http.client.HTTPConnection(target.hostname or "", target.port, timeout=10)

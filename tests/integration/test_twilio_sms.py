@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import logging
 from collections.abc import Iterator
@@ -414,14 +415,19 @@ def test_sends_go_through_the_proxy_the_environment_names(
 ) -> None:
     _proxy_free(monkeypatch)
     with forwarding_proxy() as proxy:
-        monkeypatch.setenv("HTTP_PROXY", proxy.url)
-        transport = _transport(fake.base_url)
-        try:
-            receipt = transport.send(_message("hello through the proxy"))
-        finally:
-            transport.close()
-    assert proxy.seen == [f"POST {fake.base_url}/2010-04-01/Accounts/{ACCOUNT_SID}/Messages.json"]
-    assert [r.sid for r in fake.requests] == [receipt.provider_id]
+        receipts = []
+        # credentials in the proxy's URL (percent-encoded) are sent as requests sent them
+        for url in (proxy.url, proxy.url.replace("//", "//clinic:p%40ss@")):
+            monkeypatch.setenv("HTTP_PROXY", url)
+            transport = _transport(fake.base_url)
+            try:
+                receipts.append(transport.send(_message("hello")))
+            finally:
+                transport.close()
+    url = f"{fake.base_url}/2010-04-01/Accounts/{ACCOUNT_SID}/Messages.json"
+    assert proxy.seen == [f"POST {url}"] * 2
+    assert proxy.authorizations == [None, "Basic " + base64.b64encode(b"clinic:p@ss").decode()]
+    assert [r.sid for r in fake.requests] == [r.provider_id for r in receipts]
 
 
 def test_tls_is_verified_against_the_environment_s_ca_bundle(
