@@ -37,11 +37,13 @@ _logger = logging.getLogger("twilio.http_client")
 
 
 def environment_proxy(url: str) -> str | None:
-    """The proxy the environment names for ``url`` (``HTTPS_PROXY``, ``NO_PROXY`` ...)."""
+    """The proxy the environment names for ``url``: ``HTTPS_PROXY`` (or ``HTTP_PROXY``), else
+    ``ALL_PROXY``, unless ``NO_PROXY`` lists the host; the same choice requests makes."""
     parts = urlsplit(url)
     if urllib.request.proxy_bypass(parts.hostname or ""):
         return None
-    return urllib.request.getproxies().get(parts.scheme)
+    proxies = urllib.request.getproxies()
+    return proxies.get(parts.scheme) or proxies.get("all")
 
 
 def environment_ca_bundle() -> str:

@@ -18,7 +18,7 @@ from sqlalchemy import select
 
 from campaigns.channels.base import DeliveryError, OutgoingMessage
 from campaigns.channels.files import FileSmsTransport
-from campaigns.channels.twilio_http import PooledHttpClient
+from campaigns.channels.twilio_http import TWILIO_API, PooledHttpClient, environment_proxy
 from campaigns.channels.twilio_sms import (
     RATE_LIMIT_BACKOFF,
     TwilioSmsTransport,
@@ -397,6 +397,10 @@ def test_proxy_and_ca_settings_come_from_the_environment_read_once(
         assert real.pool.connection_pool_kw["ca_certs"] == "/etc/ssl/clinic-ca.pem"
         assert local.proxy_url is None, "NO_PROXY is honoured"
         assert not isinstance(local.pool, urllib3.ProxyManager)
+        monkeypatch.delenv("HTTPS_PROXY")
+        monkeypatch.setenv("ALL_PROXY", "http://all.clinic.example:3128")
+        assert environment_proxy(TWILIO_API) == "http://all.clinic.example:3128"
+        assert environment_proxy("http://127.0.0.1:9999") is None
     finally:
         real.close()
         local.close()
