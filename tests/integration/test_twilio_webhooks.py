@@ -20,6 +20,7 @@ from twilio.request_validator import RequestValidator
 from campaigns.channels.twilio_sms import TwilioSmsTransport
 from campaigns.dispatching import redispatchable
 from campaigns.enums import Channel, EnrollmentState, MessagePurpose, MessageStatus, StepKind
+from campaigns.field_crypto import FieldKeys
 from campaigns.logs import configure
 from campaigns.models import (
     Alert,
@@ -225,6 +226,28 @@ def test_signed_text_is_stored_parsed_linked_and_answered_with_empty_twiml(
     assert (reply.provider_id, reply.pain_score) == (form["MessageSid"], 4)
     assert (reply.enrollment_id, reply.in_reply_to_id) == (enrollment_id, sent_id)
     assert reply.received_at == hooks.now
+
+
+def test_a_text_is_handled_without_decrypting_the_senders_contact_details(
+    twilio_rt: Runtime, hooks: Webhooks, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sender is found by keyed hash; their number and address stay encrypted."""
+    _, _, phone = _enrolled(twilio_rt)
+    _send_due(twilio_rt, DAY1_SEND)
+    hooks.now = DAY1_SEND + timedelta(hours=3)
+    decrypted: list[str] = []
+    real_decrypt = FieldKeys.decrypt
+
+    def counting(keys: FieldKeys, token: str) -> str:
+        decrypted.append(token)
+        return real_decrypt(keys, token)
+
+    monkeypatch.setattr(FieldKeys, "decrypt", counting)
+    for body in ("pain is 4 today", "flare", "HELP"):
+        hooks.post(SMS, inbound(phone, body))
+    assert decrypted == []
+    with twilio_rt.session() as session:
+        assert len(session.scalars(select(InboundReply)).all()) == 3
 
 
 def test_text_from_a_patient_no_longer_in_a_program_is_stored_and_linked(
