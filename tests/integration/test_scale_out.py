@@ -172,8 +172,14 @@ def test_two_beats_three_workers_one_simulated_week(rt: Runtime, tmp_path: Path)
 
     delivered = delivered_sends(worker_logs)
     assert sum(delivered.values()) == len(rows) and set(delivered.values()) == {1}
+    # Which worker sends a batch depends on which one is idle when a tick publishes it: with
+    # two beats ticking in step, one worker can spend the whole week running ticks (seen on a
+    # slow machine: [0, 5015, 1985]). What scale-out promises is that every worker takes
+    # work and the sends are shared, not that each worker sends.
     per_worker = [sum(delivered_sends([log]).values()) for log in worker_logs]
-    assert all(count > 0 for count in per_worker), f"every worker sent some: {per_worker}"
+    tasks = [log.read_text().count("] received") for log in worker_logs]
+    assert all(count > 0 for count in tasks), f"every worker took tasks: {tasks}"
+    assert sum(count > 0 for count in per_worker) >= 2, f"sends were shared: {per_worker}"
     fired = [log.read_text().count("campaigns.tick") for log in beat_logs]
     assert all(count > 0 for count in fired), f"both beats fired ticks: {fired}"
     assert Counter(r.patient_id for r in rows).most_common(1)[0][1] <= 8
