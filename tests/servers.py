@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import socketserver
 import subprocess
 import sys
 import threading
@@ -25,6 +26,21 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+@contextmanager
+def in_thread(server: socketserver.BaseServer, *, poll_interval: float = 0.5) -> Iterator[None]:
+    """Run a stdlib socket server (the fakes') in a thread; shut it down and close it on exit."""
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": poll_interval}, daemon=True
+    )
+    thread.start()
+    try:
+        yield
+    finally:
+        server.shutdown()
+        thread.join(10)
+        server.server_close()
 
 
 @contextmanager

@@ -9,13 +9,14 @@ for the fake Twilio's ``http://`` base URL.
 from __future__ import annotations
 
 import http.client
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
+
+from tests.servers import in_thread
 
 _HOP_BY_HOP = frozenset(
     {"connection", "keep-alive", "proxy-connection", "proxy-authorization", "transfer-encoding"}
@@ -75,12 +76,6 @@ class _Server(ThreadingHTTPServer):
 def forwarding_proxy() -> Iterator[Proxy]:
     proxy = Proxy()
     server = _Server(proxy)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
     proxy.url = f"http://127.0.0.1:{server.server_address[1]}"
-    try:
+    with in_thread(server):
         yield proxy
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(10)

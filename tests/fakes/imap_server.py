@@ -19,6 +19,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import BinaryIO, Literal
 
+from tests.servers import in_thread
+
 USERNAME = "replies@clinic.example"
 PASSWORD = 'imap "secret" pass'
 _TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|\([^)]*\)|[^\s()]+(?:\[[^\]]*\])?(?:<[^>]*>)?')
@@ -256,11 +258,5 @@ def imap_server(
     """Serve ``mailbox`` on a free 127.0.0.1 port until the block ends."""
     mailbox = mailbox or Mailbox()
     server = _ImapServer(mailbox, mode, tls)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    try:
+    with in_thread(server, poll_interval=0.05):
         yield ImapServer(mailbox, server.server_address[1])
-    finally:
-        server.shutdown()
-        thread.join(10)
-        server.server_close()

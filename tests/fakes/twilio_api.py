@@ -26,6 +26,7 @@ from urllib.parse import parse_qs
 
 from campaigns.models import utcnow
 from campaigns.segments import count_segments
+from tests.servers import in_thread
 
 ACCOUNT_SID = "AC" + "0" * 31 + "1"
 AUTH_TOKEN = "fake-auth-token-0123456789abcdef"
@@ -286,14 +287,10 @@ def running(
     server = _Server(fake)
     if tls is not None:
         server.socket = tls.wrap_socket(server.socket, server_side=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
     scheme = "https" if tls is not None else "http"
     fake.base_url = f"{scheme}://127.0.0.1:{server.server_address[1]}"
-    try:
-        yield fake
-    finally:
-        fake.release()
-        server.shutdown()
-        server.server_close()
-        thread.join(10)
+    with in_thread(server):
+        try:
+            yield fake
+        finally:
+            fake.release()  # a stalled response must not hold up the shutdown
