@@ -216,10 +216,15 @@ def build_email(
     return mime
 
 
+def refuse_reserved(name: str) -> None:
+    """A caller's extra header may not replace one ``build_email`` sets itself."""
+    if name.lower() in RESERVED_HEADERS:
+        raise ValueError(f"header {name} is set by build_email and cannot be replaced")
+
+
 def _add_extra_headers(mime: EmailMessage, headers: dict[str, str]) -> None:
     for name, value in headers.items():
-        if name.lower() in RESERVED_HEADERS:
-            raise ValueError(f"header {name} is set by build_email and cannot be replaced")
+        refuse_reserved(name)
         mime[name] = value
 
 

@@ -21,10 +21,10 @@ from email.utils import format_datetime
 
 from campaigns.channels.base import OutgoingMessage
 from campaigns.email_headers import (
-    RESERVED_HEADERS,
     EmailIdentity,
     build_email,
     new_message_id,
+    refuse_reserved,
     reply_address,
     to_bytes,
     unsubscribe_headers,
@@ -112,8 +112,7 @@ def _plain_headers(
         *unsubscribe_headers(identity, message.patient_id).items(),
     ]
     for header, value in message.headers.items():
-        if header.lower() in RESERVED_HEADERS:
-            raise ValueError(f"header {header} is set by build_email and cannot be replaced")
+        refuse_reserved(header)
         if not _PLAIN_HEADER_NAME.fullmatch(header):
             return None
         lines.append((header, value))
