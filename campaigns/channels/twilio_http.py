@@ -79,12 +79,11 @@ class PooledHttpClient(HttpClient):  # type: ignore[misc]  # twilio ships no stu
         self.base_url = base_url.rstrip("/") if base_url else None
         target = self.base_url or TWILIO_API
         self.proxy_url = environment_proxy(target)
-        self.ca_certs = environment_ca_bundle()
         options: dict[str, Any] = {
             "maxsize": 1,
             "retries": False,
             "timeout": urllib3.Timeout(connect=timeout, read=timeout),
-            "ca_certs": self.ca_certs,
+            "ca_certs": environment_ca_bundle(),
         }
         self.pool: urllib3.PoolManager = (
             _proxy_manager(self.proxy_url, options)
@@ -122,9 +121,13 @@ class PooledHttpClient(HttpClient):  # type: ignore[misc]  # twilio ships no stu
         options: dict[str, Any] = {"redirect": allow_redirects}
         if timeout is not None:  # else the pool's; None itself would mean "wait forever"
             options["timeout"] = urllib3.Timeout(connect=timeout, read=timeout)
-        self.log_request({"method": method, "url": url, "params": None, "headers": headers})
+        # twilio's log lines are formatted before the logger's level is checked (~11 µs a send)
+        logged = self.logger.isEnabledFor(logging.INFO)
+        if logged:
+            self.log_request({"method": method, "url": url, "params": None, "headers": headers})
         answer = self.pool.request(method.upper(), url, body=body, headers=sent, **options)
-        self.log_response(answer.status, answer)
+        if logged:
+            self.log_response(answer.status, answer)
         self._local.retry_after = answer.headers.get("Retry-After")
         return Response(answer.status, answer.data.decode("utf-8"), answer.headers)
 
