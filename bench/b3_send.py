@@ -19,6 +19,7 @@ from bench.common import Figure
 from bench.datagen import version_of
 from campaigns.composer import base_context, program_context
 from campaigns.enums import Channel, MessageStatus
+from campaigns.heap import freeze_startup_heap
 from campaigns.models import Enrollment, OutboxMessage, Patient
 from campaigns.outbox import SEND_BATCH_SIZE, DeliveryResult, deliver, deliver_batch
 from campaigns.rendering import TemplateLibrary
@@ -126,6 +127,7 @@ def run(
     rt: Runtime, *, db: str, size: int, version_id: int, now: datetime, due: int, base_n: int
 ) -> Figure:
     make_due(rt, due, now=now)
+    freeze_startup_heap()  # what a worker process does once it is set up (worker.tasks)
     base_sent, base_s = baseline(rt, base_n, now=now)
     sent, total_s, plan_s = ours(rt, now=now)
     with rt.session() as session:

@@ -17,7 +17,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from datetime import time as dtime
 from pathlib import Path
@@ -26,6 +26,7 @@ from typing import Any
 import redis
 from sqlalchemy import func, select, update
 
+from bench import proc_cpu
 from bench.common import REDIS_URL, SECRET, WORK_DIR, Figure, bench_settings, percentile
 from bench.datagen import populate
 from campaigns.enums import MessageStatus
@@ -56,6 +57,9 @@ class Burst:
     sent_at: list[datetime]
     cleared_s: float
     peak_rss_mb: float
+    #: CPU seconds per part (worker pool, beat, this process's fakes, Redis, database server)
+    #: while the burst was worked on.
+    cpu_s: dict[str, float] = field(default_factory=dict)
 
     @property
     def latencies(self) -> list[float]:
@@ -207,11 +211,26 @@ def ours(rt: Runtime, env: dict[str, str], worker_pid: int, n: int, work: Path) 
     due_at = utcnow()
     make_due(rt, 1, n, at=due_at)
     with process(["beat", "-s", str(work / "beat-schedule"), "--loglevel=WARNING"], env,
-                 work / "beat.log"):  # fmt: skip
+                 work / "beat.log") as beat:  # fmt: skip
+        before = proc_cpu.snapshot(_cpu_parts(rt, worker_pid, beat.pid))
         cleared, peak = wait_sent(rt, n, worker_pid, timeout=max(120.0, n / 50))
+        cpu = proc_cpu.spent(before, proc_cpu.snapshot(_cpu_parts(rt, worker_pid, beat.pid)))
     with rt.session() as session:
         started = session.scalar(select(func.min(OutboxMessage.planned_at))) or due_at
-    return Burst(n, due_at, started, sent_times(rt), cleared, peak)
+    return Burst(n, due_at, started, sent_times(rt), cleared, peak, cpu)
+
+
+def _cpu_parts(rt: Runtime, worker_pid: int, beat_pid: int) -> dict[str, list[int]]:
+    """The processes a burst runs on; the fakes run in this one (beside its polling)."""
+    parts = {
+        "worker": proc_cpu.tree(worker_pid),
+        "beat": [beat_pid],
+        "fakes_and_bench": [os.getpid()],
+        "redis": proc_cpu.named("redis-server"),
+    }
+    if rt.engine.dialect.name == "postgresql":
+        parts["postgresql"] = proc_cpu.named("postgres")
+    return parts
 
 
 def baseline(rt: Runtime, settings_broker: str, worker_pid: int, n: int, first: int) -> Burst:
@@ -294,6 +313,8 @@ def figures(
         "baseline_p95_s": percentile(base.latencies, 95),
         "baseline_worker_peak_rss_mb": base.peak_rss_mb,
         "provider_requests_seen": provider_seen,
+        "cpu_s": mine.cpu_s,
+        "cpu_ms_per_msg": {part: s * 1000 / n for part, s in mine.cpu_s.items()},
     }
     common: dict[str, Any] = {"workload": "B4", "db": db, "size": n, "extra": extra}
     return [

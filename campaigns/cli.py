@@ -25,6 +25,7 @@ from campaigns.dispatch_budget import unlimited
 from campaigns.enrollments import EnrollmentError, enroll
 from campaigns.enums import Channel, EnrollmentState, MessageStatus
 from campaigns.field_crypto import FieldKeyError
+from campaigns.heap import freeze_startup_heap
 from campaigns.inbound import receive_reply
 from campaigns.logs import configure as configure_logging
 from campaigns.models import (
@@ -233,6 +234,7 @@ def enroll_csv_cmd(
         version = session.get_one(ProgramVersion, version_id)
         _ = version.steps, version.program
         session.expunge_all()
+    freeze_startup_heap()
     try:
         with path.open(newline="", encoding="utf-8-sig") as fh:
             result = bulk_enroll(

@@ -10,6 +10,7 @@ outbox records them and the tick's redispatch sweep retries them after a back-of
 
 from __future__ import annotations
 
+import os
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -17,6 +18,7 @@ from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
+from celery.signals import worker_init, worker_process_init
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
@@ -24,6 +26,7 @@ from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 from campaigns.channels.imap_poll import ImapConfig, ImapError, ImapPoller
 from campaigns.clock import now as clock_now
 from campaigns.data_care import expire_reply_text
+from campaigns.heap import freeze_startup_heap
 from campaigns.heartbeats import TICK, beat
 from campaigns.logs import configure as configure_logging
 from campaigns.logs import get_logger
@@ -65,6 +68,19 @@ log = get_logger(__name__)
 def runtime() -> Runtime:
     configure_logging()
     return build_runtime(get_settings())
+
+
+@worker_init.connect  # type: ignore[untyped-decorator]
+def _freeze_before_fork(**_: object) -> None:
+    """The pool's processes are forked from here: a frozen heap is one they share untouched."""
+    freeze_startup_heap()
+
+
+@worker_process_init.connect  # type: ignore[untyped-decorator]
+def _ready_process(**_: object) -> None:
+    """Build the runtime now, not at the first task, so it is frozen with the rest."""
+    runtime()
+    log.info("worker process ready", pid=os.getpid(), frozen_objects=freeze_startup_heap())
 
 
 def utcnow() -> datetime:

@@ -27,6 +27,7 @@ from fastapi import FastAPI
 from sqlalchemy import Engine
 from sqlalchemy.pool import QueuePool
 
+from campaigns.heap import freeze_startup_heap
 from campaigns.logs import get_logger
 from config.settings import Settings
 
@@ -96,13 +97,15 @@ def serve_processes(host: str, port: int, count: int) -> None:
 def admission_lifespan(
     settings: Settings, engine: Engine
 ) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
-    """A lifespan that bounds this process's sync thread pool before the first request."""
+    """A lifespan that bounds this process's sync thread pool before the first request and
+    freezes its start-up heap (``campaigns.heap``)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         limit = thread_limit(settings, engine)
         to_thread.current_default_thread_limiter().total_tokens = limit
-        log.info("web process ready", pid=os.getpid(), threads=limit)
+        frozen = freeze_startup_heap()
+        log.info("web process ready", pid=os.getpid(), threads=limit, frozen_objects=frozen)
         yield
 
     return lifespan

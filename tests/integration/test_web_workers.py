@@ -62,6 +62,7 @@ def _ready_pids(log_path: Path) -> set[int]:
         if line.startswith("{") and '"web process ready"' in line:
             entry = json.loads(line)
             assert entry["threads"] == 3, "CAMPAIGNS_WEB_THREADS bounds each process"
+            assert entry["frozen_objects"] > 50_000, "the start-up heap is frozen"
             pids.add(int(entry["pid"]))
     return pids
 

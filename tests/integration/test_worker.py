@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time as clock
 from collections.abc import Iterator
 from datetime import timedelta
@@ -55,7 +56,16 @@ def worker(rt: Runtime, broker_url: str, tmp_path: Path) -> Iterator[Settings]:
         yield settings
 
 
-def test_worker_ticks_and_sends_each_message_once(rt: Runtime, worker: Settings) -> None:
+def _ready_processes(log: Path) -> list[dict[str, object]]:
+    """The JSON log lines of pool processes (Celery prefixes what they print)."""
+    lines = log.read_text(errors="replace").splitlines()
+    return [json.loads(line[line.index("{"):]) for line in lines
+            if '"worker process ready"' in line]  # fmt: skip
+
+
+def test_worker_ticks_and_sends_each_message_once(
+    rt: Runtime, worker: Settings, tmp_path: Path
+) -> None:
     version = load_program(rt)
     now = utcnow()
     for _ in range(3):
@@ -77,6 +87,10 @@ def test_worker_ticks_and_sends_each_message_once(rt: Runtime, worker: Settings)
     assert statuses == [MessageStatus.SENT] * 3
     sms = list((worker.resolved_outbox_dir / "sms").glob("*.json"))
     assert len(sms) == 3
+    ready = _ready_processes(tmp_path / "worker.log")
+    assert len({entry["pid"] for entry in ready}) == 2, "both pool processes were set up"
+    # Each froze its start-up heap (runtime included) so full collections skip it.
+    assert all(int(str(entry["frozen_objects"])) > 50_000 for entry in ready), ready
 
 
 def test_tick_retries_with_backoff_after_the_database_was_unreachable(

@@ -1,0 +1,65 @@
+"""CPU seconds of processes from ``/proc``, to say which part of a run used the cores.
+
+Sampling stacks (py-spy without ``--gil``) counts threads blocked on a socket as busy; the
+kernel's utime + stime per process does not.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of one process (0.0 once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _TICK
+
+
+def tree(pid: int) -> list[int]:
+    """A process and its descendants (a Celery worker and its pool)."""
+    found, pending = [], [pid]
+    while pending:
+        current = pending.pop()
+        found.append(current)
+        try:
+            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
+        except OSError:
+            continue
+        pending += [int(c) for c in children]
+    return found
+
+
+def named(command: str) -> list[int]:
+    """Every process whose command name (``/proc/PID/comm``) is ``command``."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() == command:
+                    pids.append(int(entry.name))
+            except OSError:
+                continue
+    return pids
+
+
+Snapshot = dict[str, dict[int, float]]
+
+
+def snapshot(groups: Mapping[str, Iterable[int]]) -> Snapshot:
+    return {name: {p: cpu_seconds(p) for p in pids} for name, pids in groups.items()}
+
+
+def spent(before: Snapshot, after: Snapshot) -> dict[str, float]:
+    """CPU used between two snapshots per group; a process that started in between (a new
+    database connection's backend) counts in full."""
+    return {
+        name: sum(cpu - before.get(name, {}).get(pid, 0.0) for pid, cpu in pids.items())
+        for name, pids in after.items()
+    }
