@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -26,7 +26,7 @@ from typing import Any
 import redis
 from sqlalchemy import func, select, update
 
-from bench import proc_cpu
+from bench import b4_steady, proc_cpu
 from bench.common import REDIS_URL, SECRET, WORK_DIR, Figure, bench_settings, percentile
 from bench.datagen import populate
 from campaigns.enums import MessageStatus
@@ -220,11 +220,11 @@ def ours(rt: Runtime, env: dict[str, str], worker_pid: int, n: int, work: Path) 
     return Burst(n, due_at, started, sent_times(rt), cleared, peak, cpu)
 
 
-def _cpu_parts(rt: Runtime, worker_pid: int, beat_pid: int) -> dict[str, list[int]]:
+def _cpu_parts(rt: Runtime, worker_pid: int, beat_pid: int | None) -> dict[str, list[int]]:
     """The processes a burst runs on; the fakes run in this one (beside its polling)."""
     parts = {
         "worker": proc_cpu.tree(worker_pid),
-        "beat": [beat_pid],
+        "beat": [beat_pid] if beat_pid is not None else [],
         "fakes_and_bench": [os.getpid()],
         "redis": proc_cpu.named("redis-server"),
     }
@@ -276,10 +276,13 @@ def purge_queues(url: str) -> None:
     client.close()
 
 
-def run(rt: Runtime, *, db: str, n: int, base_n: int, smoke: bool) -> list[Figure]:
+def run(
+    rt: Runtime, *, db: str, n: int, base_n: int, smoke: bool,
+    steady_rates: Sequence[float] = (), steady_s: float = 10.0,
+) -> list[Figure]:  # fmt: skip
     work = WORK_DIR / f"b4_{uuid.uuid4().hex[:8]}"
     work.mkdir(parents=True, exist_ok=True)
-    populate(rt, n + base_n, now=utcnow())
+    populate(rt, n + base_n + 2 * b4_steady.rows_needed(steady_rates, steady_s), now=utcnow())
     purge_queues(REDIS_URL)
     ceiling = redis_round_trips(REDIS_URL, 0.3 if smoke else 2.0)
     with ExitStack() as stack:
@@ -293,8 +296,57 @@ def run(rt: Runtime, *, db: str, n: int, base_n: int, smoke: bool) -> list[Figur
         wait_ready(worker)
         mine = ours(rt, env, worker.pid, n, work)
         base = baseline(rt, REDIS_URL, worker.pid, base_n, n + 1)
+        steady = _steady(rt, env, worker.pid, work, steady_rates, steady_s, n + base_n + 1)
         smtp_seen, sms_seen = len(smtp.handler.received), len(twilio.sent)
-    return figures(db, n, mine, base, ceiling, smoke, sms_seen + smtp_seen)
+    found = figures(db, n, mine, base, ceiling, smoke, sms_seen + smtp_seen)
+    return found + ([steady_figure(db, n, *steady, smoke=smoke)] if steady_rates else [])
+
+
+def _steady(
+    rt: Runtime, env: dict[str, str], worker_pid: int, work: Path,
+    rates: Sequence[float], seconds: float, first: int,
+) -> tuple[list[b4_steady.Step], list[b4_steady.Step]]:  # fmt: skip
+    """Ours with beat ticking, then the countdown design, on fresh rows each step."""
+    if not rates:
+        return [], []
+    limit = 2 * (TICK_SECONDS + 2)
+    with process(["beat", "-s", str(work / "beat-steady"), "--loglevel=WARNING"], env,
+                 work / "beat-steady.log") as beat:  # fmt: skip
+        mine, first = b4_steady.ours(
+            rt, rates, seconds, first, lambda: _cpu_parts(rt, worker_pid, beat.pid), limit
+        )
+    base, _ = b4_steady.countdown(
+        rt, REDIS_URL, rates, seconds, first, lambda: _cpu_parts(rt, worker_pid, None), limit
+    )
+    return mine, base
+
+
+def steady_figure(
+    db: str, n: int, mine: list[b4_steady.Step], base: list[b4_steady.Step], *, smoke: bool
+) -> Figure:
+    goal_s = TICK_SECONDS + 2
+    ours_rate = b4_steady.best_rate(mine, goal_s)
+    base_rate = b4_steady.best_rate(base, goal_s)
+    return Figure(
+        workload="B4",
+        db=db,
+        size=n,
+        metric=f"steady arrival, highest rate with p95 <= {goal_s:g} s",
+        unit="msg/s",
+        better="higher",
+        ours=ours_rate,
+        baseline=base_rate or None,
+        baseline_desc="one campaigns.send task per message, countdown to its own due moment",
+        ceiling=None,
+        ceiling_desc="-",
+        goal=">= 5,000 msg/s sustained with due-to-sent p95 <= tick interval + 2 s",
+        goal_met=None if smoke else ours_rate >= GOAL_PER_S,
+        extra={
+            "tick_seconds": TICK_SECONDS,
+            "steps": [s.as_dict() for s in mine],
+            "baseline_steps": [s.as_dict() for s in base],
+        },
+    )
 
 
 def figures(

@@ -56,6 +56,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--b3-max-size", default="100k", help="skip B3 above this table size")
     p.add_argument("--b4-burst", default="10k", help="messages due at once in B4")
     p.add_argument("--b4-baseline", default="2k", help="countdown tasks in B4's baseline")
+    p.add_argument("--b4-steady", default="250,500,1000,1500,2000",
+                   help="B4 steady-arrival rates (msg/s), stepped up; '' skips them")  # fmt: skip
+    p.add_argument("--b4-steady-seconds", type=float, default=10.0, help="seconds per step")
     b6_replies.add_arguments(p)
     b7_soak.add_arguments(p)
     return p.parse_args(argv)
@@ -118,11 +121,14 @@ def run_database(
     if "B4" in only:
         burst = 40 if args.smoke else parse_size(args.b4_burst)
         base_n = 20 if args.smoke else parse_size(args.b4_baseline)
+        rates = [20.0] if args.smoke else [float(r) for r in args.b4_steady.split(",") if r]
+        steady_s = 2.0 if args.smoke else args.b4_steady_seconds
         with fresh_database(db, "b4") as url:
             rt = bench_runtime(url)
             figures += _guard(
                 errors, f"B4 {db}", b4_e2e.run,
                 rt=rt, db=db, n=burst, base_n=base_n, smoke=args.smoke,
+                steady_rates=rates, steady_s=steady_s,
             ) or []  # fmt: skip
             rt.engine.dispose()
     if "B6" in only:

@@ -1,0 +1,178 @@
+"""B4 under steady arrival: messages fall due one after another at a fixed rate.
+
+A burst says how fast a backlog clears; the goal's "sustained" rate and its due-to-sent
+p95 are about a stream. Each step makes ``rate x seconds`` fresh enrollments due evenly
+spaced (``due_i = start + i / rate``) and waits until all are sent. Ours: beat ticks every
+``TICK_SECONDS`` and the worker sends what each tick planned. Baseline (same worker): the
+rows planned up front, then one ``campaigns.send`` task per row published with a countdown
+to its own due moment. Latency is each row's ``sent_at`` minus its own due moment
+(``sent_at`` is stamped when its send batch starts, so a batch's own duration, ~0.1 s,
+is not in it). Steps go up until p95 passes twice the goal.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from datetime import time as dtime
+from typing import Any, cast
+
+from sqlalchemy import Table, bindparam, select, update
+
+from bench import proc_cpu
+from bench.common import bench_settings, percentile
+from campaigns.models import Enrollment, OutboxMessage, Patient, utcnow
+from campaigns.runtime import Runtime
+from campaigns.scheduler import tick
+from worker.app import SEND_TASK, create_app
+
+#: Seconds between making a step's rows due and its first due moment.
+LEAD_S = 3.0
+
+
+@dataclass
+class Step:
+    rate: float
+    count: int
+    p50_s: float
+    p95_s: float
+    p99_s: float
+    #: Messages per second from the first due moment to the last send: the offered rate,
+    #: less the last message's latency, while the sender keeps up.
+    cleared_per_s: float
+    cpu_ms_per_msg: dict[str, float] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def spread_due(rt: Runtime, first: int, count: int, rate: float, start: datetime) -> None:
+    """Enrollments ``first ..`` fall due one every ``1 / rate`` s from ``start``, their
+    patients at noon (every send window open)."""
+    last = first + count - 1
+    offset = (12 - start.hour + 12) % 24 - 12
+    zone = "Etc/GMT" if offset == 0 else f"Etc/GMT{-offset:+d}"
+    due = [{"eid": first + i, "due": start + timedelta(seconds=i / rate)} for i in range(count)]
+    with rt.session() as session:
+        session.execute(
+            update(Patient)
+            .where(Patient.id.between(first, last))
+            .values(timezone=zone, send_time=dtime(9, 0))
+        )
+        table = cast(Table, Enrollment.__table__)
+        change = update(table).where(table.c.id == bindparam("eid"))
+        session.execute(change.values(next_due_at=bindparam("due")), due)
+
+
+def _sent_by_enrollment(rt: Runtime, first: int, count: int) -> dict[int, datetime]:
+    with rt.session() as session:
+        rows = session.execute(
+            select(OutboxMessage.enrollment_id, OutboxMessage.sent_at).where(
+                OutboxMessage.enrollment_id.between(first, first + count - 1),
+                OutboxMessage.sent_at.is_not(None),
+            )
+        ).all()
+    return {eid: sent for eid, sent in rows if eid is not None and sent is not None}
+
+
+def _measure(
+    rt: Runtime, first: int, count: int, rate: float, start: datetime,
+    sent_of: dict[int, datetime], cpu: dict[str, float],
+) -> Step:  # fmt: skip
+    latencies = [
+        (sent_of[first + i] - (start + timedelta(seconds=i / rate))).total_seconds()
+        for i in range(count)
+        if first + i in sent_of
+    ]
+    span = (max(sent_of.values()) - start).total_seconds() if sent_of else 0.0
+    return Step(
+        rate=rate,
+        count=count,
+        p50_s=percentile(latencies, 50),
+        p95_s=percentile(latencies, 95),
+        p99_s=percentile(latencies, 99),
+        cleared_per_s=len(latencies) / span if span > 0 else 0.0,
+        cpu_ms_per_msg={part: s * 1000 / count for part, s in cpu.items()},
+    )
+
+
+def _wait_all(rt: Runtime, first: int, count: int, timeout: float) -> dict[int, datetime]:
+    deadline = time.monotonic() + timeout
+    while len(sent := _sent_by_enrollment(rt, first, count)) < count:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"steady step: {len(sent)} of {count} sent in {timeout:.0f} s")
+        time.sleep(0.25)
+    return sent
+
+
+def ours(
+    rt: Runtime, rates: Sequence[float], seconds: float, first: int,
+    parts: Callable[[], dict[str, list[int]]], limit_s: float,
+) -> tuple[list[Step], int]:  # fmt: skip
+    """Beat is running: each step's rows are planned by its ticks as they fall due."""
+    steps: list[Step] = []
+    for rate in rates:
+        count = max(1, int(rate * seconds))
+        start = utcnow() + timedelta(seconds=LEAD_S)
+        spread_due(rt, first, count, rate, start)
+        before = proc_cpu.snapshot(parts())
+        sent = _wait_all(rt, first, count, timeout=seconds + 60 + count / 50)
+        step = _measure(rt, first, count, rate, start, sent,
+                        proc_cpu.spent(before, proc_cpu.snapshot(parts())))  # fmt: skip
+        steps.append(step)
+        first += count
+        if step.p95_s > limit_s:
+            break
+    return steps, first
+
+
+def countdown(
+    rt: Runtime, broker: str, rates: Sequence[float], seconds: float, first: int,
+    parts: Callable[[], dict[str, list[int]]], limit_s: float,
+) -> tuple[list[Step], int]:  # fmt: skip
+    """Each step's rows planned in-process, then one countdown task per row."""
+    steps: list[Step] = []
+    app = create_app(bench_settings(rt.settings.resolved_database_url, broker_url=broker))
+    try:
+        for rate in rates:
+            count = max(1, int(rate * seconds))
+            now = utcnow()
+            spread_due(rt, first, count, rate, now - timedelta(seconds=count / rate + 1))
+            planned = tick(rt, now=now).planned
+            with rt.session() as session:
+                rows = session.execute(
+                    select(OutboxMessage.id, OutboxMessage.enrollment_id).where(
+                        OutboxMessage.id.in_(planned)
+                    )
+                ).all()
+            eid_of = {oid: eid for oid, eid in rows if eid is not None}
+            # publishing takes a while: the first due moment comes after the last publish
+            start = utcnow() + timedelta(seconds=LEAD_S + count / 2000)
+            with app.producer_or_acquire() as producer:
+                for outbox_id in planned:
+                    due = start + timedelta(seconds=(eid_of[outbox_id] - first) / rate)
+                    wait = (due - utcnow()).total_seconds()
+                    app.send_task(SEND_TASK, args=[outbox_id], countdown=max(wait, 0),
+                                  producer=producer)  # fmt: skip
+            before = proc_cpu.snapshot(parts())
+            sent = _wait_all(rt, first, count, timeout=seconds + 60 + count / 20)
+            step = _measure(rt, first, count, rate, start, sent,
+                            proc_cpu.spent(before, proc_cpu.snapshot(parts())))  # fmt: skip
+            steps.append(step)
+            first += count
+            if step.p95_s > limit_s:
+                break
+    finally:
+        app.close()
+    return steps, first
+
+
+def best_rate(steps: Sequence[Step], goal_s: float) -> float:
+    """The highest offered rate whose p95 met ``goal_s`` (0 if none did)."""
+    return max((s.rate for s in steps if s.p95_s <= goal_s), default=0.0)
+
+
+def rows_needed(rates: Sequence[float], seconds: float) -> int:
+    return sum(max(1, int(r * seconds)) for r in rates)
