@@ -23,6 +23,7 @@ from sqlalchemy import Table, bindparam, func, select, update
 
 from bench import proc_cpu
 from bench.common import bench_settings, percentile
+from bench.outbox_poll import any_unsent
 from campaigns.models import Enrollment, OutboxMessage, Patient, utcnow
 from campaigns.runtime import Runtime
 from campaigns.scheduler import tick
@@ -111,13 +112,18 @@ def _sent_count(rt: Runtime, first: int, count: int) -> int:
         )
 
 
-def _wait_all(rt: Runtime, first: int, count: int, timeout: float) -> dict[int, datetime]:
-    """Polls a count (cheap, this process shares the cores), then reads the send times."""
+def _wait_all(
+    rt: Runtime, first: int, count: int, *, not_before: datetime, timeout: float
+) -> dict[int, datetime]:
+    """Nothing is polled while rows are still falling due (this process serves the fakes);
+    then one index probe for an unsent row, and the full count only once nothing is unsent."""
+    time.sleep(max(0.0, (not_before - utcnow()).total_seconds()))
     deadline = time.monotonic() + timeout
-    while (sent := _sent_count(rt, first, count)) < count:
+    while any_unsent(rt) or _sent_count(rt, first, count) < count:
         if time.monotonic() > deadline:
+            sent = _sent_count(rt, first, count)
             raise TimeoutError(f"steady step: {sent} of {count} sent in {timeout:.0f} s")
-        time.sleep(0.25)
+        time.sleep(0.1)
     return _sent_by_enrollment(rt, first, count)
 
 
@@ -132,7 +138,8 @@ def ours(
         start = utcnow() + timedelta(seconds=LEAD_S)
         spread_due(rt, first, count, rate, start)
         before = proc_cpu.snapshot(parts())
-        sent = _wait_all(rt, first, count, timeout=seconds + 60 + count / 50)
+        last_due = start + timedelta(seconds=(count - 1) / rate)
+        sent = _wait_all(rt, first, count, not_before=last_due, timeout=60 + count / 50)
         step = _measure(rt, first, count, rate, start, sent,
                         proc_cpu.spent(before, proc_cpu.snapshot(parts())))  # fmt: skip
         steps.append(step)
@@ -171,7 +178,8 @@ def countdown(
                     app.send_task(SEND_TASK, args=[outbox_id], countdown=max(wait, 0),
                                   producer=producer)  # fmt: skip
             before = proc_cpu.snapshot(parts())
-            sent = _wait_all(rt, first, count, timeout=seconds + 60 + count / 20)
+            last_due = start + timedelta(seconds=(count - 1) / rate)
+            sent = _wait_all(rt, first, count, not_before=last_due, timeout=60 + count / 20)
             step = _measure(rt, first, count, rate, start, sent,
                             proc_cpu.spent(before, proc_cpu.snapshot(parts())))  # fmt: skip
             steps.append(step)
