@@ -8,15 +8,16 @@ of work and no per-row ``RETURNING``: the same rows ``create_patient`` + ``enrol
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, column, func, insert, select, table
+from sqlalchemy import Table, bindparam, column, func, insert, select, table
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.expression import TableClause
 from sqlalchemy.types import Text
 
+from campaigns import sqlite_bulk
 from campaigns.bulk_rows import ENROLLMENT_COLUMNS, PATIENT_COLUMNS, Prepared, RowError
 from campaigns.field_crypto import EncryptedText
 from campaigns.models import Consent, Enrollment, Event, Patient
@@ -112,41 +113,11 @@ def _insert(session: Session, target: TableClause, rows: list[dict[str, Any]]) -
         return
     names = list(rows[0])
     if session.get_bind().dialect.name != "postgresql":
-        _executemany(session, target, names, rows)
+        columns: dict[str, Any] = {name: bindparam(name) for name in names}
+        sqlite_bulk.executemany(session.connection(), insert(target).values(columns), rows)
         return
     source = unnest_rows(target, rows, {n: n for n in names})
     session.execute(insert(target).from_select(names, select(source)))
-
-
-def _executemany(
-    session: Session, target: TableClause, names: list[str], rows: list[dict[str, Any]]
-) -> None:
-    """One driver-level executemany, each value through its column type's bind processor
-    (what SQLAlchemy's own executemany applies), column by column and once per distinct
-    value (a chunk's timestamps are mostly one ``now``), without a parameter dict per row:
-    that bookkeeping and the repeated conversions were most of the writer's time on SQLite."""
-    dialect = session.get_bind().dialect
-    columns = []
-    for name in names:
-        values = [row[name] for row in rows]
-        process = target.c[name].type.dialect_impl(dialect).bind_processor(dialect)
-        if process is not None:
-            values = _converted(values, process)
-        columns.append(values)
-    quote = dialect.identifier_preparer.quote
-    statement = (
-        f"INSERT INTO {quote(target.name)} ({', '.join(quote(n) for n in names)}) "
-        f"VALUES ({', '.join('?' * len(names))})"
-    )
-    session.connection().exec_driver_sql(statement, list(zip(*columns, strict=True)))
-
-
-def _converted(values: list[Any], process: Callable[[Any], Any]) -> list[Any]:
-    memo: dict[Any, Any] = {}
-    try:
-        return [memo[v] if v in memo else memo.setdefault(v, process(v)) for v in values]
-    except TypeError:  # unhashable (JSON documents): each converted on its own
-        return [process(v) for v in values]
 
 
 def _enrollment(

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.exc import StaleDataError
 
-from campaigns import pacing
+from campaigns import pacing, sqlite_bulk
 from campaigns.claims import STATE_FIELDS, DueEnrollment
 from campaigns.enums import AlertPriority, AlertStatus, EnrollmentState, Track
 from campaigns.models import Alert, Enrollment, Event, Patient, ProgramStep, ProgramVersion
@@ -269,10 +269,11 @@ def apply_outcomes(
 def _insert_events(session: Session, events: list[dict[str, Any]]) -> None:
     """No ids needed back: an executemany, or on PostgreSQL one ``INSERT .. SELECT unnest``."""
     table = cast(Table, Event.__table__)
-    if session.get_bind().dialect.name != "postgresql":
-        session.connection().execute(insert(table), events)
-        return
     names = list(events[0])
+    if session.get_bind().dialect.name != "postgresql":
+        columns: dict[str, Any] = {name: bindparam(name) for name in names}
+        sqlite_bulk.executemany(session.connection(), insert(table).values(columns), events)
+        return
     source = unnest_rows(table, events, {n: n for n in names})
     session.connection().execute(insert(table).from_select(names, select(source)))
 
@@ -322,7 +323,7 @@ def _write_states(session: Session, params: list[dict[str, Any]]) -> None:
             .where(table.c.id == bindparam("b_id"), table.c.row_version == bindparam("b_seen"))
             .values({name: bindparam(f"b_{name}") for name in columns})
         )
-        result = session.connection().execute(statement, params)
+        result = sqlite_bulk.executemany(session.connection(), statement, params)
     exact = dialect.name == "postgresql" or dialect.supports_sane_multi_rowcount
     if exact and result.rowcount != len(params):
         raise StaleDataError(

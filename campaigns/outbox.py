@@ -28,7 +28,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Row
 from sqlalchemy.orm import Session
 
-from campaigns import lanes
+from campaigns import lanes, sqlite_bulk
 from campaigns.channels.base import DeliveryError, OutgoingMessage
 from campaigns.enrollments import clock_of
 from campaigns.enums import Channel, EnrollmentState, MessagePurpose, MessageStatus
@@ -409,7 +409,8 @@ def _mark_sent(rt: Runtime, sent: list[tuple[int, str]], *, now: datetime) -> No
                 .values(status=M.SENT, sent_at=now, provider_id=rows.c.pid, error=None)
             )
             return
-        session.execute(
+        sqlite_bulk.executemany(
+            session.connection(),
             update(table)
             .where(table.c.id == bindparam("oid"), table.c.status == M.SENDING)
             .values(status=M.SENT, sent_at=now, provider_id=bindparam("pid"), error=None),
