@@ -127,19 +127,20 @@ def _wait_all(
     return _sent_by_enrollment(rt, first, count)
 
 
-def ours(
+def _stepped(
     rt: Runtime, rates: Sequence[float], seconds: float, first: int,
     parts: Callable[[], dict[str, list[int]]], limit_s: float,
+    begin: Callable[[float, int, int], datetime], per_row_s: float,
 ) -> tuple[list[Step], int]:  # fmt: skip
-    """Beat is running: each step's rows are planned by its ticks as they fall due."""
+    """Each rate on fresh rows: ``begin(rate, first, count)`` sets them going and returns the
+    first due moment; a step is measured once all its rows are sent."""
     steps: list[Step] = []
     for rate in rates:
         count = max(1, int(rate * seconds))
-        start = utcnow() + timedelta(seconds=LEAD_S)
-        spread_due(rt, first, count, rate, start)
+        start = begin(rate, first, count)
         before = proc_cpu.snapshot(parts())
         last_due = start + timedelta(seconds=(count - 1) / rate)
-        sent = _wait_all(rt, first, count, not_before=last_due, timeout=60 + count / 50)
+        sent = _wait_all(rt, first, count, not_before=last_due, timeout=60 + count * per_row_s)
         step = _measure(rt, first, count, rate, start, sent,
                         proc_cpu.spent(before, proc_cpu.snapshot(parts())))  # fmt: skip
         steps.append(step)
@@ -149,46 +150,52 @@ def ours(
     return steps, first
 
 
+def ours(
+    rt: Runtime, rates: Sequence[float], seconds: float, first: int,
+    parts: Callable[[], dict[str, list[int]]], limit_s: float,
+) -> tuple[list[Step], int]:  # fmt: skip
+    """Beat is running: each step's rows are planned by its ticks as they fall due."""
+
+    def begin(rate: float, first: int, count: int) -> datetime:
+        start = utcnow() + timedelta(seconds=LEAD_S)
+        spread_due(rt, first, count, rate, start)
+        return start
+
+    return _stepped(rt, rates, seconds, first, parts, limit_s, begin, per_row_s=1 / 50)
+
+
 def countdown(
     rt: Runtime, broker: str, rates: Sequence[float], seconds: float, first: int,
     parts: Callable[[], dict[str, list[int]]], limit_s: float,
 ) -> tuple[list[Step], int]:  # fmt: skip
     """Each step's rows planned in-process, then one countdown task per row."""
-    steps: list[Step] = []
     app = create_app(bench_settings(rt.settings.resolved_database_url, broker_url=broker))
+
+    def begin(rate: float, first: int, count: int) -> datetime:
+        now = utcnow()
+        spread_due(rt, first, count, rate, now - timedelta(seconds=count / rate + 1))
+        planned = tick(rt, now=now).planned
+        with rt.session() as session:
+            rows = session.execute(
+                select(OutboxMessage.id, OutboxMessage.enrollment_id).where(
+                    OutboxMessage.id.in_(planned)
+                )
+            ).all()
+        eid_of = {oid: eid for oid, eid in rows if eid is not None}
+        # publishing takes a while: the first due moment comes after the last publish
+        start = utcnow() + timedelta(seconds=LEAD_S + count / 2000)
+        with app.producer_or_acquire() as producer:
+            for outbox_id in planned:
+                due = start + timedelta(seconds=(eid_of[outbox_id] - first) / rate)
+                wait = (due - utcnow()).total_seconds()
+                app.send_task(SEND_TASK, args=[outbox_id], countdown=max(wait, 0),
+                              producer=producer)  # fmt: skip
+        return start
+
     try:
-        for rate in rates:
-            count = max(1, int(rate * seconds))
-            now = utcnow()
-            spread_due(rt, first, count, rate, now - timedelta(seconds=count / rate + 1))
-            planned = tick(rt, now=now).planned
-            with rt.session() as session:
-                rows = session.execute(
-                    select(OutboxMessage.id, OutboxMessage.enrollment_id).where(
-                        OutboxMessage.id.in_(planned)
-                    )
-                ).all()
-            eid_of = {oid: eid for oid, eid in rows if eid is not None}
-            # publishing takes a while: the first due moment comes after the last publish
-            start = utcnow() + timedelta(seconds=LEAD_S + count / 2000)
-            with app.producer_or_acquire() as producer:
-                for outbox_id in planned:
-                    due = start + timedelta(seconds=(eid_of[outbox_id] - first) / rate)
-                    wait = (due - utcnow()).total_seconds()
-                    app.send_task(SEND_TASK, args=[outbox_id], countdown=max(wait, 0),
-                                  producer=producer)  # fmt: skip
-            before = proc_cpu.snapshot(parts())
-            last_due = start + timedelta(seconds=(count - 1) / rate)
-            sent = _wait_all(rt, first, count, not_before=last_due, timeout=60 + count / 20)
-            step = _measure(rt, first, count, rate, start, sent,
-                            proc_cpu.spent(before, proc_cpu.snapshot(parts())))  # fmt: skip
-            steps.append(step)
-            first += count
-            if step.p95_s > limit_s:
-                break
+        return _stepped(rt, rates, seconds, first, parts, limit_s, begin, per_row_s=1 / 20)
     finally:
         app.close()
-    return steps, first
 
 
 def best_rate(steps: Sequence[Step], goal_s: float) -> float:

@@ -271,6 +271,10 @@ class _Handler(BaseHTTPRequestHandler):
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    #: socketserver's default listen backlog is 5: when a busy worker's 16 send threads open
+    #: their connections at once, Linux can reset the overflow, which api.twilio.com never does
+    #: (seen once in B4 as a transient ProtocolError).
+    request_queue_size = 128
 
     def __init__(self, fake: FakeTwilio) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
