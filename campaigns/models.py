@@ -273,6 +273,10 @@ class Enrollment(Base):
     )
 
 
+#: Outbox rows that reached the patient (``MessageStatus.SENT`` or ``DELIVERED``).
+_REACHED = text("status IN ('sent', 'delivered')")
+
+
 class OutboxMessage(Base):
     """One row per planned send; the unique key makes a second tick's insert a no-op."""
 
@@ -307,6 +311,14 @@ class OutboxMessage(Base):
         Index("ix_outbox_status_planned", "status", "planned_at"),
         Index("ix_outbox_status_lease", "status", "lease_until"),
         Index("ix_outbox_patient", "patient_id", "id"),
+        # "Which message does this reply answer": the newest one that reached the patient
+        # on the channel, one index entry read whatever their history or the statistics.
+        Index(
+            "ix_outbox_answered",
+            *("patient_id", "channel", "sent_at", "id"),
+            postgresql_where=_REACHED,
+            sqlite_where=_REACHED,
+        ),
     )
 
 

@@ -71,7 +71,16 @@ def _answered_by(
         .where(
             OutboxMessage.patient_id == patient_id,
             OutboxMessage.channel == bindparam("channel"),
-            OutboxMessage.status.in_([MessageStatus.SENT, MessageStatus.DELIVERED]),
+            # Written into the SQL, not bound: SQLite uses a partial index (``ix_outbox_answered``)
+            # only when the query's own text implies its predicate.
+            OutboxMessage.status.in_(
+                bindparam(
+                    "reached",
+                    [MessageStatus.SENT, MessageStatus.DELIVERED],
+                    expanding=True,
+                    literal_execute=True,
+                )
+            ),
             OutboxMessage.sent_at <= bindparam("now"),
         )
         .order_by(OutboxMessage.sent_at.desc(), OutboxMessage.id.desc())
