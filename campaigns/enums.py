@@ -48,6 +48,10 @@ class MessageStatus(StrEnum):
     UNKNOWN = "unknown"
 
 
+#: A message with one of these statuses reached the patient (what a reply can answer).
+REACHED = (MessageStatus.SENT, MessageStatus.DELIVERED)
+
+
 class MessagePurpose(StrEnum):
     """Program messages count toward the one-a-day limit; the rest answer the patient."""
 

@@ -15,12 +15,10 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from campaigns.dispatching import in_flight
-from campaigns.enums import AlertStatus, Channel, MessageStatus
+from campaigns.enums import REACHED, AlertStatus, Channel, MessageStatus
 from campaigns.heartbeats import TICK, last_beat
 from campaigns.models import Alert, Enrollment, Event, InboundReply, OutboxMessage, utcnow
 from campaigns.runtime import Runtime
-
-_SENT = (MessageStatus.SENT, MessageStatus.DELIVERED)
 
 
 class DatabaseCollector(Collector):
@@ -56,7 +54,7 @@ def _messages(session: Session) -> Iterator[Metric]:
     for channel, status, count in rows:
         bucket = totals.setdefault(channel.value, {"planned": 0, "sent": 0})
         bucket["planned"] += count
-        if status in _SENT:
+        if status in REACHED:
             bucket["sent"] += count
         if status in (MessageStatus.FAILED, MessageStatus.UNKNOWN):
             failed.add_metric([channel.value, status.value], count)

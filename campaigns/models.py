@@ -35,6 +35,7 @@ from sqlalchemy.orm import (
 from sqlalchemy.types import TypeDecorator
 
 from campaigns.enums import (
+    REACHED,
     AlertKind,
     AlertPriority,
     AlertStatus,
@@ -273,8 +274,9 @@ class Enrollment(Base):
     )
 
 
-#: Outbox rows that reached the patient (``MessageStatus.SENT`` or ``DELIVERED``).
-_REACHED = text("status IN ('sent', 'delivered')")
+#: Outbox rows that reached the patient, as the partial index's predicate: the reply lookup
+#: writes the same list into its SQL, so SQLite can see that it implies this.
+_REACHED = text(f"status IN ({', '.join(repr(s.value) for s in REACHED)})")
 
 
 class OutboxMessage(Base):

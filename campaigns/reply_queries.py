@@ -17,7 +17,7 @@ from typing import Any, cast
 from sqlalchemy import ColumnElement, ScalarSelect, Table, bindparam, insert, literal, select, true
 from sqlalchemy.orm import InstrumentedAttribute, Session, defer
 
-from campaigns.enums import Channel, EnrollmentState, MessageStatus
+from campaigns.enums import REACHED, Channel, EnrollmentState
 from campaigns.models import (
     Enrollment,
     InboundReply,
@@ -74,12 +74,7 @@ def _answered_by(
             # Written into the SQL, not bound: SQLite uses a partial index (``ix_outbox_answered``)
             # only when the query's own text implies its predicate.
             OutboxMessage.status.in_(
-                bindparam(
-                    "reached",
-                    [MessageStatus.SENT, MessageStatus.DELIVERED],
-                    expanding=True,
-                    literal_execute=True,
-                )
+                bindparam("reached", list(REACHED), expanding=True, literal_execute=True)
             ),
             OutboxMessage.sent_at <= bindparam("now"),
         )
