@@ -12,16 +12,15 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, bindparam, column, func, insert, select, table
+from sqlalchemy import Table, column, func, select, table
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.expression import TableClause
 from sqlalchemy.types import Text
 
-from campaigns import sqlite_bulk
+from campaigns.batch_insert import insert_rows
 from campaigns.bulk_rows import ENROLLMENT_COLUMNS, PATIENT_COLUMNS, Prepared, RowError
 from campaigns.field_crypto import EncryptedText
 from campaigns.models import Consent, Enrollment, Event, Patient
-from campaigns.pgbulk import unnest_rows
 from campaigns.prefetch import among
 
 
@@ -52,11 +51,11 @@ def write_chunk(
         else:
             keep.append(row)
     if keep:
-        _insert_rows(session, keep, version_id, number, by=by, now=now)
+        _store(session, keep, version_id, number, by=by, now=now)
     return len(keep), errors
 
 
-def _insert_rows(
+def _store(
     session: Session, rows: Sequence[Prepared], version_id: int, number: int, *, by: str,
     now: datetime,
 ) -> None:  # fmt: skip
@@ -65,18 +64,18 @@ def _insert_rows(
     triples = list(zip(patient_ids, enrollment_ids, rows, strict=True))
     patients = [{"id": pid, **dict(zip(PATIENT_COLUMNS, row.patient, strict=True))}
                 for pid, _, row in triples]  # fmt: skip
-    _insert(session, PATIENTS, patients)
+    insert_rows(session, PATIENTS, patients)
     consents = [
         {"patient_id": pid, "channel": channel, "granted": True, "method": "enrolment",
          "recorded_by": by, "at": now}
         for pid, _, row in triples
         for channel in row.consents
     ]  # fmt: skip
-    _insert(session, Consent.__table__, consents)  # type: ignore[arg-type]
+    insert_rows(session, Consent.__table__, consents)  # type: ignore[arg-type]
     enrollments = [_enrollment(eid, pid, version_id, row, now) for pid, eid, row in triples]
-    _insert(session, Enrollment.__table__, enrollments)  # type: ignore[arg-type]
+    insert_rows(session, Enrollment.__table__, enrollments)  # type: ignore[arg-type]
     events = [_event(row, number, by, now) for row in enrollments]
-    _insert(session, Event.__table__, events)  # type: ignore[arg-type]
+    insert_rows(session, Event.__table__, events)  # type: ignore[arg-type]
 
 
 def _taken(session: Session, keys: list[tuple[str, str]]) -> set[tuple[str, str]]:
@@ -106,18 +105,6 @@ def _reserve_ids(session: Session, target: Table, n: int) -> list[int]:
         return sorted(drawn)
     largest = session.scalar(select(func.coalesce(func.max(target.c.id), 0)))
     return list(range(int(largest or 0) + 1, int(largest or 0) + n + 1))
-
-
-def _insert(session: Session, target: TableClause, rows: list[dict[str, Any]]) -> None:
-    if not rows:
-        return
-    names = list(rows[0])
-    if session.get_bind().dialect.name != "postgresql":
-        columns: dict[str, Any] = {name: bindparam(name) for name in names}
-        sqlite_bulk.executemany(session.connection(), insert(target).values(columns), rows)
-        return
-    source = unnest_rows(target, rows, {n: n for n in names})
-    session.execute(insert(target).from_select(names, select(source)))
 
 
 def _enrollment(

@@ -9,12 +9,13 @@ from functools import lru_cache
 from typing import Any, Protocol, cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Table, bindparam, insert, select, update
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.exc import StaleDataError
 
 from campaigns import pacing, sqlite_bulk
+from campaigns.batch_insert import insert_rows
 from campaigns.claims import STATE_FIELDS, DueEnrollment
 from campaigns.enums import AlertPriority, AlertStatus, EnrollmentState, Track
 from campaigns.models import Alert, Enrollment, Event, Patient, ProgramStep, ProgramVersion
@@ -262,20 +263,7 @@ def apply_outcomes(
         events += _event_rows(enrollment, outcome.events, actor=actor, now=now)
         raise_alerts(session, enrollment, outcome.alerts, now=now)
     _write_states(session, params)
-    if events:
-        _insert_events(session, events)
-
-
-def _insert_events(session: Session, events: list[dict[str, Any]]) -> None:
-    """No ids needed back: an executemany, or on PostgreSQL one ``INSERT .. SELECT unnest``."""
-    table = cast(Table, Event.__table__)
-    names = list(events[0])
-    if session.get_bind().dialect.name != "postgresql":
-        columns: dict[str, Any] = {name: bindparam(name) for name in names}
-        sqlite_bulk.executemany(session.connection(), insert(table).values(columns), events)
-        return
-    source = unnest_rows(table, events, {n: n for n in names})
-    session.connection().execute(insert(table).from_select(names, select(source)))
+    insert_rows(session, cast(Table, Event.__table__), events)  # no ids needed back
 
 
 def _event_rows(
