@@ -19,19 +19,19 @@ from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from datetime import time as dtime
 from pathlib import Path
 from typing import Any
 
 import redis
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 
 from bench import b4_steady, proc_cpu
+from bench.b4_due import make_due
 from bench.common import REDIS_URL, SECRET, WORK_DIR, Figure, bench_settings, percentile
 from bench.datagen import populate
 from bench.outbox_poll import any_unsent, sent_count
 from campaigns.enums import MessageStatus
-from campaigns.models import Enrollment, OutboxMessage, Patient, utcnow
+from campaigns.models import OutboxMessage, utcnow
 from campaigns.runtime import Runtime
 from campaigns.scheduler import tick
 from config.beat import QUEUES
@@ -72,26 +72,6 @@ class Burst:
         next tick excluded; ``sent_at`` is stamped once per batch, so not first-to-last)."""
         span = (max(self.sent_at) - self.started_at).total_seconds() if self.sent_at else 0
         return len(self.sent_at) / span if span > 0 else 0.0
-
-
-def noon_zone(now: datetime) -> str:
-    """An IANA zone where it is about midday now, so every send window is open."""
-    offset = (12 - now.hour + 12) % 24 - 12
-    return "Etc/GMT" if offset == 0 else f"Etc/GMT{-offset:+d}"
-
-
-def make_due(rt: Runtime, first: int, count: int, *, at: datetime) -> None:
-    """Enrollments ``first .. first+count-1`` fall due at ``at``, their patients at noon."""
-    last = first + count - 1
-    with rt.session() as session:
-        session.execute(
-            update(Patient)
-            .where(Patient.id.between(first, last))
-            .values(timezone=noon_zone(at), send_time=dtime(9, 0))
-        )
-        session.execute(
-            update(Enrollment).where(Enrollment.id.between(first, last)).values(next_due_at=at)
-        )
 
 
 def worker_env(rt: Runtime, broker: str, twilio: FakeTwilio, smtp_port: int) -> dict[str, str]:
@@ -140,19 +120,15 @@ def process(args: list[str], env: dict[str, str], log: Path) -> Iterator[subproc
 def rss_mb(pid: int) -> float:
     """Resident memory of a process and its children (the worker's pool), from /proc."""
     total_kb = 0
-    pending = [pid]
-    while pending:
-        current = pending.pop()
+    for current in proc_cpu.tree(pid):
         try:
             status = Path(f"/proc/{current}/status").read_text()
-            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
         except OSError:
             continue
         total_kb += next(
             (int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")),
             0,
         )
-        pending += [int(c) for c in children]
     return total_kb / 1024
 
 

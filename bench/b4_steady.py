@@ -16,15 +16,15 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from datetime import time as dtime
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Table, bindparam, func, select, update
+from sqlalchemy import func, select
 
 from bench import proc_cpu
+from bench.b4_due import make_due
 from bench.common import bench_settings, percentile
 from bench.outbox_poll import any_unsent
-from campaigns.models import Enrollment, OutboxMessage, Patient, utcnow
+from campaigns.models import OutboxMessage, utcnow
 from campaigns.runtime import Runtime
 from campaigns.scheduler import tick
 from worker.app import SEND_TASK, create_app
@@ -47,24 +47,6 @@ class Step:
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
-
-
-def spread_due(rt: Runtime, first: int, count: int, rate: float, start: datetime) -> None:
-    """Enrollments ``first ..`` fall due one every ``1 / rate`` s from ``start``, their
-    patients at noon (every send window open)."""
-    last = first + count - 1
-    offset = (12 - start.hour + 12) % 24 - 12
-    zone = "Etc/GMT" if offset == 0 else f"Etc/GMT{-offset:+d}"
-    due = [{"eid": first + i, "due": start + timedelta(seconds=i / rate)} for i in range(count)]
-    with rt.session() as session:
-        session.execute(
-            update(Patient)
-            .where(Patient.id.between(first, last))
-            .values(timezone=zone, send_time=dtime(9, 0))
-        )
-        table = cast(Table, Enrollment.__table__)
-        change = update(table).where(table.c.id == bindparam("eid"))
-        session.execute(change.values(next_due_at=bindparam("due")), due)
 
 
 def _sent_by_enrollment(rt: Runtime, first: int, count: int) -> dict[int, datetime]:
@@ -158,7 +140,7 @@ def ours(
 
     def begin(rate: float, first: int, count: int) -> datetime:
         start = utcnow() + timedelta(seconds=LEAD_S)
-        spread_due(rt, first, count, rate, start)
+        make_due(rt, first, count, at=start, every_s=1 / rate)
         return start
 
     return _stepped(rt, rates, seconds, first, parts, limit_s, begin, per_row_s=1 / 50)
@@ -173,7 +155,8 @@ def countdown(
 
     def begin(rate: float, first: int, count: int) -> datetime:
         now = utcnow()
-        spread_due(rt, first, count, rate, now - timedelta(seconds=count / rate + 1))
+        make_due(rt, first, count, at=now - timedelta(seconds=count / rate + 1),
+                 every_s=1 / rate)  # fmt: skip
         planned = tick(rt, now=now).planned
         with rt.session() as session:
             rows = session.execute(
