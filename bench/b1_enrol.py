@@ -4,11 +4,13 @@ one-row-per-transaction ORM path (``create_patient`` + ``enroll``) and raw execu
 from __future__ import annotations
 
 import csv
+import resource
 import time
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
+from bench import proc_cpu
 from bench.common import WORK_DIR, Figure
 from bench.datagen import ZONES, version_of
 from campaigns.bulk import bulk_enroll
@@ -93,9 +95,11 @@ def run(rt: Runtime, *, db: str, rows: int, version_id: int, now: datetime, base
     path = write_csv(WORK_DIR / f"enrol-{db}-{rows}.csv", rows, prefix=f"csv{db}")
     version = version_of(rt, version_id)
     freeze_startup_heap()  # what `campaigns enroll-csv` does before it reads the file
+    cpu_before = _cpu(rt)
     start = time.perf_counter()
     result = bulk_enroll(rt.session, read_csv(path), version, rt.window, by="bench", now=now)
     elapsed = time.perf_counter() - start
+    cpu = proc_cpu.spent(cpu_before, _cpu(rt))
     base_path = write_csv(WORK_DIR / f"enrol-base-{db}.csv", base_n, prefix=f"base{db}")
     base = baseline(rt, base_path, version_id, base_n, now=now)
     ceiling = raw_ceiling(rt, rows)
@@ -116,5 +120,27 @@ def run(rt: Runtime, *, db: str, rows: int, version_id: int, now: datetime, base
         ceiling_desc="raw executemany of patient-sized rows, one transaction",
         goal=">= 20,000 rows/s",
         goal_met=rate >= GOAL_PER_S,
-        extra={"created": result.created, "errors": len(result.errors), "seconds": elapsed},
+        extra={
+            "created": result.created,
+            "errors": len(result.errors),
+            "seconds": elapsed,
+            # CPU per stored row: what a loaded machine does not change (wall time it does).
+            "cpu_us_per_row": {p: 1e6 * s / max(result.created, 1) for p, s in cpu.items()},
+        },
     )
+
+
+def _cpu(rt: Runtime) -> proc_cpu.Snapshot:
+    """CPU seconds so far of this process (reading the CSV, writing), of its finished
+    children (the workers that prepare rows: reaped when the pool shuts down) and, on
+    PostgreSQL, of the server's processes (per process, see ``proc_cpu.spent``)."""
+    own, children = (
+        resource.getrusage(w) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+    )
+    parts = {
+        "parent": {0: own.ru_utime + own.ru_stime},
+        "prepare_workers": {0: children.ru_utime + children.ru_stime},
+    }
+    if rt.engine.dialect.name == "postgresql":
+        parts |= proc_cpu.snapshot({"postgresql": proc_cpu.named("postgres")})
+    return parts

@@ -9,10 +9,10 @@ from datetime import datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
+from campaigns import email_check
 from campaigns.enums import Role
 from campaigns.models import ApiToken, LoginFailure, User
 
@@ -37,8 +37,8 @@ class LoginThrottled(Exception):
 
 def normalize_email(raw: str) -> str:
     try:
-        return validate_email(raw, check_deliverability=False).normalized.lower()
-    except EmailNotValidError as exc:
+        return email_check.normalized(raw).lower()
+    except email_check.EmailNotValidError as exc:
         raise AccountError(f"email: {exc}") from None
 
 

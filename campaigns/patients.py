@@ -6,11 +6,11 @@ from datetime import datetime, time
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
-from email_validator import EmailNotValidError, validate_email
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from campaigns import email_check
 from campaigns.enums import Channel
 from campaigns.models import Consent, Patient
 
@@ -45,8 +45,8 @@ class PatientInput(BaseModel):
         if not value:
             return None
         try:
-            return validate_email(value, check_deliverability=False).normalized
-        except EmailNotValidError as exc:
+            return email_check.normalized(value)
+        except email_check.EmailNotValidError as exc:
             raise ValueError(str(exc)) from None
 
     @field_validator("timezone")
