@@ -17,6 +17,7 @@ from sqlalchemy import func, select, text, update
 
 from bench.common import Figure
 from bench.datagen import version_of
+from campaigns.claims import claim_due
 from campaigns.composer import base_context, program_context
 from campaigns.enums import Channel, MessageStatus
 from campaigns.heap import freeze_startup_heap
@@ -24,7 +25,7 @@ from campaigns.models import Enrollment, OutboxMessage, Patient
 from campaigns.outbox import SEND_BATCH_SIZE, DeliveryResult, deliver, deliver_batch
 from campaigns.rendering import TemplateLibrary
 from campaigns.runtime import Runtime
-from campaigns.scheduler import claim_due, process, tick
+from campaigns.scheduler import process, tick
 
 GOAL_PER_S = 10_000.0
 

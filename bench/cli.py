@@ -20,6 +20,7 @@ from rich.table import Table
 from bench import (
     b1_enrol,
     b2_tick,
+    b3_procs,
     b3_send,
     b4_e2e,
     b5_queue,
@@ -106,6 +107,12 @@ def run_database(
                 )  # fmt: skip
                 if fig:
                     figures.append(fig)
+                    procs = _guard(
+                        errors, f"B3 {db} {size} 2 processes", b3_procs.run,
+                        rt=rt, db=db, size=size, due=due, now=BENCH_NOW, single=fig,
+                    )  # fmt: skip
+                    if procs:
+                        figures.append(procs)
             if "B2" in only:  # the same table with every due time at one instant
                 b2_tick.all_at_nine(rt, now=BENCH_NOW)
                 fig = _guard(

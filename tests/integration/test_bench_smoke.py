@@ -85,6 +85,8 @@ def test_smoke_run_writes_every_workload(tmp_path: Path) -> None:
         assert not missing, f"{figure['workload']} lacks {missing}"
         assert figure["ours"] > 0 or "steady" in figure["metric"], figure
     assert not report["not_implemented"]
+    b3 = [f["metric"] for f in report["figures"] if f["workload"] == "B3"]
+    assert sum("2 processes" in m for m in b3) == 2, b3
     b4 = [f for f in report["figures"] if f["workload"] == "B4"]
     assert sum("cpu_s" in f["extra"] for f in b4) == 4, "both burst figures of each database"
     for figure in report["figures"]:
@@ -94,6 +96,17 @@ def test_smoke_run_writes_every_workload(tmp_path: Path) -> None:
             assert extra["stored_once"] and extra["verify"]["wrong"] == 0, extra["verify"]
             assert extra["verify"]["stored"] == extra["verify"]["known_senders"] > 0
             assert extra["ours"]["errors"] == 0 and extra["ours"]["ok"] == extra["ours"]["sent"]
+        if figure["workload"] == "B1":
+            # CPU per stored row, by part (PostgreSQL's server processes on PostgreSQL)
+            cpu = extra["cpu_us_per_row"]
+            assert cpu["parent"] > 0 and cpu["prepare_workers"] >= 0, cpu
+            assert ("postgresql" in cpu) == (figure["db"] == "postgresql"), cpu
+        if figure["workload"] == "B3" and "2 processes" in figure["metric"]:
+            # the worker's two processes share the due rows: every one planned once, sent
+            outbox = extra["outbox"]
+            assert outbox["planned"] == outbox["sent"] == outbox["distinct_messages"], outbox
+            assert sum(extra["sent_per_process"]) == outbox["sent"] > 0, extra
+            assert len(extra["sent_per_process"]) == 2 and extra["one_process_per_s"] > 0
         if figure["workload"] == "B4" and "cpu_s" in extra:
             # where the burst's CPU went (Redis may use less than a clock tick for 40 sends)
             cpu = extra["cpu_s"]
