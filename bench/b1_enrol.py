@@ -142,5 +142,6 @@ def _cpu(rt: Runtime) -> proc_cpu.Snapshot:
         "prepare_workers": {0: children.ru_utime + children.ru_stime},
     }
     if rt.engine.dialect.name == "postgresql":
-        parts |= proc_cpu.snapshot({"postgresql": proc_cpu.named("postgres")})
+        database = rt.engine.url.database or ""
+        parts |= proc_cpu.snapshot({"postgresql": proc_cpu.postgres(database)})
     return parts

@@ -4,9 +4,10 @@ A worker started with ``-c 2`` has two processes, each running the tick (claims 
 with ``SKIP LOCKED`` on PostgreSQL, so they share the due rows) and sending what it planned.
 Each process here runs the product's ``tick`` with batches of 250 and sends its plans in
 ``deliver_batch`` chunks; the same run with one process is the comparison, both spawned the
-same way, on the next two simulated days of the table B3 just used. Afterwards every message
-must be in the outbox once and sent. On SQLite the processes take turns at the one writer
-lock, so a second process is expected to add little there.
+same way, on the next two simulated days of the table B3 just used, with the same rows due
+(the table's other rows are moved a month on: the B2 run after B3 resets them). Afterwards
+every message must be in the outbox once and sent. On SQLite the processes take turns at
+the one writer lock, so a second process is expected to add little there.
 
     python -m bench.b3_procs PROCESSES DUE [sqlite|postgresql]   (a one-off run, printed)
 """
@@ -22,19 +23,21 @@ from datetime import datetime, timedelta
 from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Event
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from bench.b3_send import GOAL_PER_S, _deliver_batches, make_due
 from bench.common import BENCH_NOW, Figure, bench_runtime, fresh_database, quiet_logs
 from bench.datagen import populate
 from campaigns.enums import MessageStatus
-from campaigns.models import OutboxMessage
+from campaigns.models import Enrollment, OutboxMessage
 from campaigns.runtime import Runtime
 from campaigns.scheduler import tick
 
 BATCH = 250
 #: Seconds for spawned processes to import and connect before the clock starts.
 SETTLE_S = 3.0
+#: Where the rows not measured are put, out of the way.
+LATER = timedelta(days=30)
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,10 @@ def measure(rt: Runtime, processes: int, due: int, *, now: datetime) -> Run:
     """The first ``due`` enrollments fall due at ``now``; ``processes`` spawned processes
     tick and send until none is left."""
     make_due(rt, due, now=now)
+    with rt.session() as session:  # the table's other rows fell due meanwhile: not now
+        session.execute(
+            update(Enrollment).where(Enrollment.id > due).values(next_due_at=now + LATER)
+        )
     url = rt.settings.resolved_database_url
     ctx = mp.get_context("spawn")
     start, out = ctx.Event(), ctx.Queue()

@@ -199,7 +199,7 @@ def _cpu_parts(rt: Runtime, worker_pid: int, beat_pid: int | None) -> dict[str, 
         "redis": proc_cpu.named("redis-server"),
     }
     if rt.engine.dialect.name == "postgresql":
-        parts["postgresql"] = proc_cpu.named("postgres")
+        parts["postgresql"] = proc_cpu.postgres(rt.engine.url.database or "")
     return parts
 
 

@@ -49,6 +49,23 @@ def named(command: str) -> list[int]:
     return pids
 
 
+def postgres(database: str) -> list[int]:
+    """The PostgreSQL server's processes that work for ``database``: its backends and the
+    shared ones (WAL writer, checkpointer, ...), not other databases' backends (a soak
+    running beside a benchmark, say)."""
+    pids = []
+    for pid in named("postgres"):
+        try:
+            title = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        words = title.split()
+        backend = any(w == "[local]" or w.endswith(")") for w in words)
+        if not backend or database in words:
+            pids.append(pid)
+    return pids
+
+
 Snapshot = dict[str, dict[int, float]]
 
 

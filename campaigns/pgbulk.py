@@ -6,14 +6,19 @@ events and the send path's receipts that was a large share of the time per messa
 ``SELECT unnest(:a), unnest(:b), ..`` turns the rows into a relation the database joins
 against, so a batch is one statement with as many parameters as it has columns.
 
-Text columns' arrays go in psycopg's binary format: its text format quotes and escapes every
-element in Python, ~0.4 ms per 5 KB email body (42 ms for a batch of 100 HTML bodies; binary:
-under 1 ms). Only lists whose elements are all ``str`` or None take that path.
+Arrays go in psycopg's binary format where their elements allow: its text format quotes and
+escapes every element, ~0.4 ms per 5 KB email body (42 ms for a batch of 100 HTML bodies;
+binary: under 1 ms) and ~6 µs per timestamp (binary: 0.5 µs; bulk enrolment writes about six
+per row). A list takes that path when its elements, once through the column type's own bind
+processor, are all of one kind psycopg dumps in binary (text, integers, dates, booleans,
+datetimes all with or all without a time zone) or None; any other list keeps the text format.
+Binary ``timestamptz`` values are instants, so the session's ``TimeZone`` cannot shift them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import date, datetime
 from enum import Enum as PyEnum
 from typing import Any
 
@@ -24,35 +29,51 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.sql.expression import TableClause
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
-
-class _TextList(list[str | None]):
-    """A list psycopg dumps as a binary ``text[]``."""
+from campaigns.bind_values import converted
 
 
-adapters.register_dumper(_TextList, ListBinaryDumper)
+class _BinaryList(list[Any]):
+    """A list psycopg dumps as a binary array."""
 
 
-class BinaryTextArray(TypeDecorator[list[str | None]]):
-    """``ARRAY(String)`` whose values reach psycopg as ``_TextList`` (SQLAlchemy's own
-    ARRAY processing would copy them into a plain list, dumped in text format)."""
+adapters.register_dumper(_BinaryList, ListBinaryDumper)
 
-    impl = ARRAY(String())
+#: Element types psycopg dumps in binary; ``type()`` is compared, so ``bool`` is not an
+#: ``int`` and a ``datetime`` not a ``date`` here.
+_BINARY_ELEMENTS = frozenset({str, int, bool, date, datetime})
+
+
+def _as_binary(values: list[Any]) -> list[Any]:
+    """``values`` as a ``_BinaryList`` when they are all of one binary-dumped kind."""
+    kinds = {(type(v), getattr(v, "tzinfo", None) is not None) for v in values if v is not None}
+    if len(kinds) == 1 and next(iter(kinds))[0] in _BINARY_ELEMENTS:
+        return _BinaryList(values)
+    return values
+
+
+class BinaryArray(TypeDecorator[list[Any]]):
+    """``ARRAY(item_type)`` whose elements go through the item type's bind processor here,
+    once per distinct value, and reach psycopg in binary where they can (see the module's
+    docstring); SQLAlchemy's own ARRAY processing would hand psycopg a plain list."""
+
+    impl = ARRAY
     cache_ok = True
 
     def bind_processor(self, dialect: Dialect) -> Any:
+        item_type: TypeEngine[Any] = self.impl_instance.item_type  # type: ignore[attr-defined]
+        item = item_type.dialect_impl(dialect).bind_processor(dialect)
+
         def process(value: list[Any] | None) -> list[Any] | None:
-            if value is not None and all(type(v) is str or v is None for v in value):
-                return _TextList(value)
-            return value
+            if value is None:
+                return None
+            return _as_binary(list(value) if item is None else converted(value, item))
 
         return process
 
 
 def _array_type(column_type: TypeEngine[Any]) -> TypeEngine[Any]:
     """Non-native enums are stored as their string values, so their arrays are text arrays."""
-    if isinstance(column_type, String):  # Text and Enum too
-        return BinaryTextArray()
-    return ARRAY(column_type)
+    return BinaryArray(String() if isinstance(column_type, String) else column_type)
 
 
 def _plain(value: Any) -> Any:

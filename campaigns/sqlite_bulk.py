@@ -10,11 +10,13 @@ the column types' own bind processors, so what is stored does not change.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Connection, CursorResult
 from sqlalchemy.sql.dml import UpdateBase
+
+from campaigns.bind_values import converted
 
 
 def executemany(
@@ -32,13 +34,5 @@ def executemany(
         else:
             values = [bind.effective_value] * len(rows)
         process = bind.type.dialect_impl(dialect).bind_processor(dialect)
-        columns.append(values if process is None else _converted(values, process))
+        columns.append(values if process is None else converted(values, process))
     return connection.exec_driver_sql(compiled.string, list(zip(*columns, strict=True)))
-
-
-def _converted(values: list[Any], process: Callable[[Any], Any]) -> list[Any]:
-    memo: dict[Any, Any] = {}
-    try:
-        return [memo[v] if v in memo else memo.setdefault(v, process(v)) for v in values]
-    except TypeError:  # unhashable (JSON documents): each converted on its own
-        return [process(v) for v in values]
