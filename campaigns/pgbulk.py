@@ -17,14 +17,14 @@ Binary ``timestamptz`` values are instants, so the session's ``TimeZone`` cannot
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, datetime
 from enum import Enum as PyEnum
 from typing import Any
 
 from psycopg import adapters
 from psycopg.types.array import ListBinaryDumper
-from sqlalchemy import Dialect, String, Subquery, bindparam, func, select
+from sqlalchemy import BindParameter, Dialect, String, Subquery, bindparam, func, select
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.sql.expression import TableClause
 from sqlalchemy.types import TypeDecorator, TypeEngine
@@ -80,6 +80,14 @@ def _plain(value: Any) -> Any:
     return value.value if isinstance(value, PyEnum) else value
 
 
+def array_param(
+    name: str | None, values: Iterable[Any], column_type: TypeEngine[Any]
+) -> BindParameter[Any]:
+    """``values`` as one array parameter of ``column_type``'s elements (enums as their
+    values), in binary where they allow."""
+    return bindparam(name, [_plain(v) for v in values], type_=_array_type(column_type))
+
+
 def unnest_rows(
     table: TableClause,
     rows: Sequence[Mapping[str, Any]],
@@ -89,13 +97,9 @@ def unnest_rows(
     """``rows`` as a subquery: ``columns`` maps each key of the rows to the table column
     whose type it has; the subquery's columns are named after the keys."""
     arrays = [
-        func.unnest(
-            bindparam(
-                f"a_{key}",
-                [_plain(r[key]) for r in rows],
-                type_=_array_type(table.c[column].type),
-            )
-        ).label(key)
+        func.unnest(array_param(f"a_{key}", (r[key] for r in rows), table.c[column].type)).label(
+            key
+        )
         for key, column in columns.items()
     ]
     return select(*arrays).subquery(name)

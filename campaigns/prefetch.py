@@ -13,11 +13,11 @@ from collections.abc import Collection
 from typing import TypeVar
 
 from sqlalchemy import ColumnElement, String, any_, bindparam, func, select
-from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from campaigns.enums import Channel
 from campaigns.models import Consent, PainReport, ProgramStep, ProgramVersion
+from campaigns.pgbulk import array_param
 
 T = TypeVar("T")
 
@@ -36,7 +36,7 @@ def among(
     and caches one per size on each connection, ~0.1 MB of C memory each at a tick's batch
     sizes: ~12 MB of a worker's memory once its cache of 128 was full."""
     if session.get_bind().dialect.name == "postgresql":
-        return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
+        return column == any_(array_param(None, values, column.type))
     listed = bindparam(None, json.dumps(list(values)), type_=String())
     return column.in_(select(func.json_each(listed).table_valued("value").c.value))
 
