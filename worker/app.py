@@ -35,6 +35,9 @@ def create_app(settings: Settings | None = None) -> Celery:
         task_ignore_result=True,
         worker_prefetch_multiplier=1,
         worker_hijack_root_logger=False,
+        # Our JSON log lines go to stderr themselves; with the default redirect Celery
+        # re-logged each one from a pool process as a WARNING in its own text format.
+        worker_redirect_stdouts=False,
         broker_connection_retry_on_startup=True,
         broker_transport=REDIS_TRANSPORT if _is_redis(settings.resolved_broker_url) else None,
         broker_transport_options=_transport_options(settings.resolved_broker_url),

@@ -57,10 +57,12 @@ def worker(rt: Runtime, broker_url: str, tmp_path: Path) -> Iterator[Settings]:
 
 
 def _ready_processes(log: Path) -> list[dict[str, object]]:
-    """The JSON log lines of pool processes (Celery prefixes what they print)."""
+    """The pool processes' "ready" lines, each one JSON object on a line of its own: not
+    re-logged through Celery's stdout redirect (which labelled every line a WARNING)."""
     lines = log.read_text(errors="replace").splitlines()
-    return [json.loads(line[line.index("{"):]) for line in lines
-            if '"worker process ready"' in line]  # fmt: skip
+    ours = [line for line in lines if '"event": ' in line]
+    assert ours and all(line.startswith("{") for line in ours), ours
+    return [json.loads(line) for line in lines if '"worker process ready"' in line]
 
 
 def test_worker_ticks_and_sends_each_message_once(
