@@ -1,13 +1,17 @@
-"""``python -m bench.summary [latest.json]``: a Markdown table and a small summary JSON."""
+"""``python -m bench.summary [RUN.json ...] [--out summary.json]``: a Markdown table and a
+small summary JSON of one run or of several (one per workload or database, say), the
+figures in the order given and each run's machine details kept beside them."""
 
 from __future__ import annotations
 
+import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 from bench.common import size_label
+
+RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def _f(value: float | None, digits: int = 3) -> str:
@@ -38,11 +42,29 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
-    src = Path(sys.argv[1] if len(sys.argv) > 1 else "bench/results/latest.json")
-    report = json.loads(src.read_text())
+def merged(reports: list[dict[str, Any]]) -> dict[str, Any]:
+    """Several runs as one report; ``meta`` is the first run's with every run's under
+    ``runs`` (machine, load, CPU probe: figures from different runs compare only so far)."""
+    if len(reports) == 1:
+        return reports[0]
+    scaling: dict[str, Any] = {}
+    for report in reports:
+        scaling |= report.get("scaling", {})
+    return {
+        "meta": {**reports[0]["meta"], "runs": [r["meta"] for r in reports]},
+        "figures": [f for r in reports for f in r["figures"]],
+        "scaling": scaling,
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.summary")
+    parser.add_argument("runs", nargs="*", type=Path, default=[RESULTS / "latest.json"])
+    parser.add_argument("--out", type=Path, default=RESULTS / "summary.json")
+    args = parser.parse_args(argv)
+    report = merged([json.loads(path.read_text()) for path in args.runs])
     summary = {"meta": report["meta"], "figures": rows(report), "scaling": report["scaling"]}
-    (src.parent / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    args.out.write_text(json.dumps(summary, indent=2, default=str) + "\n")
     print(markdown(report))
     print()
     print(json.dumps(report["scaling"], indent=2))
