@@ -179,10 +179,57 @@ def check_patient_keys(rt: Runtime) -> Check:
     return Check("patient keys", Verdict.OK, "contacts decrypt and lookup hashes match")
 
 
+#: Tables the hot paths reach through plans chosen from statistics (claims, reply look-ups).
+HOT_TABLES = ("enrollments", "outbox", "inbound_replies", "pain_reports", "patients", "consents")
+#: Rows changed since a table's last ANALYZE, as a share of the rows it had then (and at
+#: least ``STALE_ROWS``), past which its statistics no longer describe it.
+STALE_SHARE = 0.5
+STALE_ROWS = 1000
+_STATISTICS = text(
+    "SELECT s.relname, s.n_mod_since_analyze, c.reltuples,"
+    " coalesce('autovacuum_enabled=false' = ANY(c.reloptions), false)"
+    " FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid"
+    " WHERE s.relname = ANY(:names) ORDER BY s.relname"
+)
+
+
+def check_statistics(rt: Runtime) -> Check:
+    """PostgreSQL plans from statistics that autovacuum keeps current. Without it a table's
+    statistics stay as they were when it was small, and long-lived connections keep the
+    plans they cached then: in the B7 soak the reply path ran 12x slower after four
+    simulated weeks, until an ANALYZE."""
+    if rt.engine.dialect.name != "postgresql":
+        return Check("statistics", Verdict.OK, f"{rt.engine.dialect.name}: no server statistics")
+    with rt.engine.connect() as conn:
+        autovacuum = conn.execute(text("SELECT current_setting('autovacuum')")).scalar() == "on"
+        tables = conn.execute(_STATISTICS, {"names": list(HOT_TABLES)}).all()
+    stale = [
+        f"{name} ({changed:,} rows changed)"
+        for name, changed, rows, _ in tables
+        if changed > max(STALE_ROWS, STALE_SHARE * max(rows, 0))
+    ]
+    off = [name for name, _, _, disabled in tables if disabled]
+    problems = []
+    if not autovacuum:
+        problems.append("autovacuum is off on the server")
+    if off:
+        problems.append(f"autovacuum is off for {', '.join(off)}")
+    if stale:
+        problems.append(f"statistics are stale for {', '.join(stale)}")
+    if problems:
+        advice = (
+            "turn autovacuum on, or run ANALYZE regularly"
+            " (plans cached by open connections are replaced only then)"
+        )
+        return Check("statistics", Verdict.WARN, f"{'; '.join(problems)}: {advice}")
+    return Check("statistics", Verdict.OK, "autovacuum on, statistics current")
+
+
 def run_checks(rt: Runtime) -> list[Check]:
     return [
         check_database(rt),
         check_migrations(rt),
+        check_statistics(rt),
         check_patient_keys(rt),
         check_broker(rt),
         check_workers(rt),

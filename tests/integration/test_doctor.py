@@ -7,19 +7,30 @@ from pathlib import Path
 
 import pytest
 import redis
+from sqlalchemy import text
 
+from bench.common import BENCH_NOW
+from bench.datagen import populate
 from campaigns.channels.smtp_email import SmtpConfig, SmtpEmailTransport
 from campaigns.channels.twilio_sms import TwilioSmsTransport
 from campaigns.email_headers import EmailIdentity
 from campaigns.enums import Channel
 from campaigns.runtime import Runtime, build_runtime
-from tests.conftest import REDIS_URL, require_service
+from config.settings import Settings
+from tests.conftest import REDIS_URL, REPO, require_service
 from tests.fakes import twilio_api
 from tests.fakes.smtp_server import PASSWORD, USERNAME, smtp_server
 from tests.fakes.tls import make_certificates
 from tests.servers import celery_worker
 from worker.app import create_app
-from worker.doctor import Verdict, check_channels, check_migrations, run_checks
+from worker.doctor import (
+    Check,
+    Verdict,
+    check_channels,
+    check_migrations,
+    check_statistics,
+    run_checks,
+)
 
 
 def _by_name(rt: Runtime) -> dict[str, Verdict]:
@@ -110,3 +121,48 @@ def test_a_running_worker_and_a_recent_tick_are_healthy(rt: Runtime, tmp_path: P
         app.close()
     assert verdicts["workers"] == Verdict.OK
     assert verdicts["beat"] == Verdict.OK
+
+
+def test_stale_postgresql_statistics_and_autovacuum_are_named(pg_url: str, tmp_path: Path) -> None:
+    """A table changed past its statistics is named until an ANALYZE; a server or table
+    without autovacuum is named whatever the statistics."""
+    settings = Settings(
+        environment="test",
+        data_dir=tmp_path / "data",
+        database_url=pg_url,
+        templates_dir=REPO / "templates",
+        secret_key="test-secret-key-that-is-long-enough-000000",  # type: ignore[arg-type]
+    )
+    rt = build_runtime(settings)
+    populate(rt, 3000, now=BENCH_NOW)
+    rt.engine.dispose()  # a backend reports its counts to the statistics when it ends
+    wait_for_detail(rt, "consents (3,000 rows changed)")  # the load's counts have arrived
+    with rt.engine.begin() as conn:
+        conn.execute(text("ANALYZE"))
+        autovacuum = conn.execute(text("SELECT current_setting('autovacuum')")).scalar() == "on"
+        conn.execute(text("ALTER TABLE outbox SET (autovacuum_enabled = false)"))
+        conn.execute(text("UPDATE enrollments SET row_version = row_version + 1"))
+    rt.engine.dispose()
+
+    stale = wait_for_detail(rt, "enrollments (3,000 rows changed)")
+    assert "statistics are stale for enrollments (3,000 rows changed):" in stale.detail, stale
+    assert stale.verdict == Verdict.WARN
+    assert "autovacuum is off for outbox" in stale.detail
+    assert ("autovacuum is off on the server" in stale.detail) is not autovacuum
+    with rt.engine.begin() as conn:
+        conn.execute(text("ANALYZE"))
+        conn.execute(text("ALTER TABLE outbox RESET (autovacuum_enabled)"))
+    fresh = check_statistics(rt)
+    assert "stale" not in fresh.detail and "for outbox" not in fresh.detail, fresh
+    assert fresh.verdict == (Verdict.OK if autovacuum else Verdict.WARN), fresh
+    rt.engine.dispose()
+
+
+def wait_for_detail(rt: Runtime, wanted: str) -> Check:
+    """Statistics counters reach the server up to a second after a backend's work."""
+    deadline = time.monotonic() + 10
+    while True:
+        check = check_statistics(rt)
+        if wanted in check.detail or time.monotonic() > deadline:
+            return check
+        time.sleep(0.1)
