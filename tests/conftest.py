@@ -10,6 +10,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.fernet import Fernet
@@ -86,15 +87,21 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return url
 
 
-@pytest.fixture
-def settings(tmp_path: Path, db_url: str) -> Settings:
+def make_settings(tmp_path: Path, db_url: str, **overrides: Any) -> Settings:
+    """Test settings on ``db_url`` with data under ``tmp_path``; ``overrides`` as fields."""
     return Settings(
         environment="test",
         data_dir=tmp_path / "data",
         database_url=db_url,
         templates_dir=REPO / "templates",
         secret_key="test-secret-key-that-is-long-enough-000000",  # type: ignore[arg-type]
+        **overrides,
     )
+
+
+@pytest.fixture
+def settings(tmp_path: Path, db_url: str) -> Settings:
+    return make_settings(tmp_path, db_url)
 
 
 @pytest.fixture

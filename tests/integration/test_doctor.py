@@ -16,8 +16,7 @@ from campaigns.channels.twilio_sms import TwilioSmsTransport
 from campaigns.email_headers import EmailIdentity
 from campaigns.enums import Channel
 from campaigns.runtime import Runtime, build_runtime
-from config.settings import Settings
-from tests.conftest import REDIS_URL, REPO, require_service
+from tests.conftest import REDIS_URL, make_settings, require_service
 from tests.fakes import twilio_api
 from tests.fakes.smtp_server import PASSWORD, USERNAME, smtp_server
 from tests.fakes.tls import make_certificates
@@ -126,14 +125,7 @@ def test_a_running_worker_and_a_recent_tick_are_healthy(rt: Runtime, tmp_path: P
 def test_stale_postgresql_statistics_and_autovacuum_are_named(pg_url: str, tmp_path: Path) -> None:
     """A table changed past its statistics is named until an ANALYZE; a server or table
     without autovacuum is named whatever the statistics."""
-    settings = Settings(
-        environment="test",
-        data_dir=tmp_path / "data",
-        database_url=pg_url,
-        templates_dir=REPO / "templates",
-        secret_key="test-secret-key-that-is-long-enough-000000",  # type: ignore[arg-type]
-    )
-    rt = build_runtime(settings)
+    rt = build_runtime(make_settings(tmp_path, pg_url))
     populate(rt, 3000, now=BENCH_NOW)
     rt.engine.dispose()  # a backend reports its counts to the statistics when it ends
     wait_for_detail(rt, "consents (3,000 rows changed)")  # the load's counts have arrived

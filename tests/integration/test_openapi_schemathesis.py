@@ -26,7 +26,7 @@ from campaigns.models import utcnow
 from campaigns.runtime import Runtime
 from campaigns.web.app import create_app
 from config.settings import Settings
-from tests.conftest import REPO
+from tests.conftest import REPO, make_settings
 from tests.factories import load_program, make_enrollment
 from tests.web_support import api_token, make_user
 
@@ -48,14 +48,7 @@ def db_url(tmp_path: Path) -> str:
 def settings(tmp_path: Path, db_url: str) -> Settings:
     """The test settings, plus an inbound-email secret so that webhook is fuzzed for real
     (without one it refuses everything with a deliberate 503)."""
-    return Settings(
-        environment="test",
-        data_dir=tmp_path / "data",
-        database_url=db_url,
-        templates_dir=REPO / "templates",
-        secret_key="test-secret-key-that-is-long-enough-000000",  # type: ignore[arg-type]
-        inbound_email_secret=INBOUND_EMAIL_SECRET,  # type: ignore[arg-type]
-    )
+    return make_settings(tmp_path, db_url, inbound_email_secret=INBOUND_EMAIL_SECRET)
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from campaigns.enums import MessageStatus
 from campaigns.models import Enrollment, OutboxMessage, utcnow
 from campaigns.runtime import Runtime, build_runtime
 from config.settings import Settings
-from tests.conftest import REDIS_URL, REPO, require_service
+from tests.conftest import REDIS_URL, make_settings, require_service
 from tests.factories import load_program, make_enrollment
 from tests.fakes.tcp_proxy import TcpProxy
 from tests.faults_support import wait_for
@@ -100,13 +100,7 @@ def test_tick_retries_with_backoff_after_the_database_was_unreachable(
 ) -> None:
     """The worker's database refuses connections at first: the tick task is retried (with
     backoff and jitter) instead of being lost, and goes through once the database is back."""
-    settings = Settings(
-        environment="test",
-        data_dir=tmp_path / "data",
-        database_url=pg_url,
-        templates_dir=REPO / "templates",
-        secret_key="test-secret-key-that-is-long-enough-000000",
-    )
+    settings = make_settings(tmp_path, pg_url)
     rt = build_runtime(settings)
     version = load_program(rt)
     now = utcnow()
