@@ -110,8 +110,11 @@ def check_workers(rt: Runtime) -> Check:
 
 
 def check_beat(rt: Runtime) -> Check:
-    with rt.session() as session:
-        tick = last_beat(session, TICK)
+    try:
+        with rt.session() as session:
+            tick = last_beat(session, TICK)
+    except Exception as exc:
+        return Check("beat", Verdict.FAIL, f"cannot read the last tick ({type(exc).__name__})")
     if tick is None:
         return Check(
             "beat", Verdict.FAIL, "no tick has ever run: start `celery -A worker.app beat`"
@@ -187,7 +190,8 @@ STALE_SHARE = 0.5
 STALE_ROWS = 1000
 _STATISTICS = text(
     "SELECT s.relname, s.n_mod_since_analyze, c.reltuples,"
-    " coalesce('autovacuum_enabled=false' = ANY(c.reloptions), false)"
+    " EXISTS (SELECT 1 FROM pg_options_to_table(c.reloptions) o"
+    "  WHERE o.option_name = 'autovacuum_enabled' AND NOT o.option_value::boolean)"
     " FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid"
     " WHERE s.relname = ANY(:names) ORDER BY s.relname"
 )
@@ -200,9 +204,13 @@ def check_statistics(rt: Runtime) -> Check:
     simulated weeks, until an ANALYZE."""
     if rt.engine.dialect.name != "postgresql":
         return Check("statistics", Verdict.OK, f"{rt.engine.dialect.name}: no server statistics")
-    with rt.engine.connect() as conn:
-        autovacuum = conn.execute(text("SELECT current_setting('autovacuum')")).scalar() == "on"
-        tables = conn.execute(_STATISTICS, {"names": list(HOT_TABLES)}).all()
+    try:
+        with rt.engine.connect() as conn:
+            setting = conn.execute(text("SELECT current_setting('autovacuum')")).scalar()
+            tables = conn.execute(_STATISTICS, {"names": list(HOT_TABLES)}).all()
+    except Exception as exc:
+        return Check("statistics", Verdict.FAIL, f"cannot read ({type(exc).__name__})")
+    autovacuum = setting == "on"
     stale = [
         f"{name} ({changed:,} rows changed)"
         for name, changed, rows, _ in tables

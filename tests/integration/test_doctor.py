@@ -20,7 +20,7 @@ from tests.conftest import REDIS_URL, make_settings, require_service
 from tests.fakes import twilio_api
 from tests.fakes.smtp_server import PASSWORD, USERNAME, smtp_server
 from tests.fakes.tls import make_certificates
-from tests.servers import celery_worker
+from tests.servers import celery_worker, free_port
 from worker.app import create_app
 from worker.doctor import (
     Check,
@@ -133,19 +133,21 @@ def test_stale_postgresql_statistics_and_autovacuum_are_named(pg_url: str, tmp_p
         conn.execute(text("ANALYZE"))
         autovacuum = conn.execute(text("SELECT current_setting('autovacuum')")).scalar() == "on"
         conn.execute(text("ALTER TABLE outbox SET (autovacuum_enabled = false)"))
+        conn.execute(text("ALTER TABLE pain_reports SET (autovacuum_enabled = off)"))
         conn.execute(text("UPDATE enrollments SET row_version = row_version + 1"))
     rt.engine.dispose()
 
     stale = wait_for_detail(rt, "enrollments (3,000 rows changed)")
     assert "statistics are stale for enrollments (3,000 rows changed):" in stale.detail, stale
     assert stale.verdict == Verdict.WARN
-    assert "autovacuum is off for outbox" in stale.detail
+    assert "autovacuum is off for outbox, pain_reports;" in stale.detail
     assert ("autovacuum is off on the server" in stale.detail) is not autovacuum
     with rt.engine.begin() as conn:
         conn.execute(text("ANALYZE"))
         conn.execute(text("ALTER TABLE outbox RESET (autovacuum_enabled)"))
+        conn.execute(text("ALTER TABLE pain_reports SET (autovacuum_enabled = on)"))
     fresh = check_statistics(rt)
-    assert "stale" not in fresh.detail and "for outbox" not in fresh.detail, fresh
+    assert "stale" not in fresh.detail and "autovacuum is off for" not in fresh.detail, fresh
     assert fresh.verdict == (Verdict.OK if autovacuum else Verdict.WARN), fresh
     rt.engine.dispose()
 
@@ -158,3 +160,18 @@ def wait_for_detail(rt: Runtime, wanted: str) -> Check:
         if wanted in check.detail or time.monotonic() > deadline:
             return check
         time.sleep(0.1)
+
+
+def test_statistics_of_an_unreachable_postgresql_fail_without_hiding_other_checks(
+    tmp_path: Path,
+) -> None:
+    rt = build_runtime(
+        make_settings(tmp_path, f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/none")
+    )
+    checks = {c.name: c for c in run_checks(rt)}
+    assert checks["statistics"].verdict == Verdict.FAIL, checks["statistics"]
+    assert "cannot read" in checks["statistics"].detail
+    # ... and the rest are still reported, those that read the database as failed
+    assert checks["database"].verdict == checks["beat"].verdict == Verdict.FAIL
+    assert checks["smtp"].verdict == checks["twilio"].verdict == Verdict.WARN
+    rt.engine.dispose()
