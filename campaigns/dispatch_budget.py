@@ -12,7 +12,8 @@ before which it is not handed out again.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -58,6 +59,20 @@ class DispatchBudget:
         admitted = int(min(wanted, self.room(channel)))
         self.in_flight[channel] = self.in_flight.get(channel, 0) + admitted
         return admitted, now + self.drain_time() + REDISPATCH_AFTER
+
+    def leases(self, channels: Sequence[Channel], *, now: datetime) -> list[datetime | None]:
+        """The lease each new row of a batch is inserted with, in order; ``None`` for the
+        rows left waiting in the database. Taken before the insert, so a row is planned and
+        handed out in one write instead of an insert and an update."""
+        positions: dict[Channel, list[int]] = defaultdict(list)
+        for position, channel in enumerate(channels):
+            positions[channel].append(position)
+        result: list[datetime | None] = [None] * len(channels)
+        for channel, places in positions.items():
+            count, lease_until = self.take(channel, len(places), now=now)
+            for position in places[:count]:
+                result[position] = lease_until
+        return result
 
     def drain_time(self) -> timedelta:
         """How long what is handed out takes to send, channel after channel."""

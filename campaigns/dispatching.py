@@ -8,7 +8,6 @@ the database, and a later tick hands them out once earlier ones have been sent.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -43,24 +42,6 @@ def in_flight(session: Session, *, now: datetime) -> dict[Channel, int]:
         .group_by(OutboxMessage.channel)
     ).all()
     return {channel: int(count) for channel, count in rows}
-
-
-def admit(
-    session: Session, budget: DispatchBudget, ids: Sequence[int], *, now: datetime
-) -> list[int]:
-    """The rows of ``ids`` the budget lets out now, leased; the rest wait in the database."""
-    if not ids:
-        return []
-    by_channel: dict[Channel, list[int]] = defaultdict(list)
-    rows = session.execute(
-        select(OutboxMessage.id, OutboxMessage.channel).where(among(session, OutboxMessage.id, ids))
-    ).all()
-    for outbox_id, channel in sorted(rows):
-        by_channel[channel].append(outbox_id)
-    handed: list[int] = []
-    for channel, channel_ids in by_channel.items():
-        handed += _lease(session, budget, channel, channel_ids, now=now)
-    return sorted(handed)
 
 
 def redispatch(session: Session, budget: DispatchBudget, *, now: datetime) -> list[int]:

@@ -14,6 +14,7 @@ from typing import Any, cast
 
 from sqlalchemy import Table, select
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -72,16 +73,26 @@ class NewMessage:
     step_id: int
     occurrence: int
     local_date: date | None
+    #: Set when the row is handed to a send task as it is planned (``dispatching.leases``).
+    lease_until: datetime | None = None
 
 
-def plan_many(session: Session, messages: Sequence[NewMessage], *, now: datetime) -> list[int]:
-    """Insert a batch of planned rows in one statement; ids of the rows actually inserted.
+@dataclass(frozen=True)
+class Planned:
+    """The rows a batch actually inserted, and those of them inserted with a lease."""
+
+    ids: list[int]
+    handed: list[int]
+
+
+def plan_many(session: Session, messages: Sequence[NewMessage], *, now: datetime) -> Planned:
+    """Insert a batch of planned rows in one statement.
 
     ``ON CONFLICT DO NOTHING`` on the (enrollment, step, occurrence) key is what ``plan``'s
     savepoint did per row: a step already in the outbox is never planned twice.
     """
     if not messages:
-        return []
+        return Planned([], [])
     rows: list[dict[str, Any]] = [
         {
             "patient_id": m.patient_id,
@@ -97,18 +108,23 @@ def plan_many(session: Session, messages: Sequence[NewMessage], *, now: datetime
             "planned_at": now,
             "local_date": m.local_date,
             "attempts": 0,
+            "lease_until": m.lease_until,
         }
         for m in messages
     ]
     if session.get_bind().dialect.name == "postgresql":
-        return _insert_unnest(session, rows)
-    statement = (
-        sqlite.insert(_OUTBOX)
-        .on_conflict_do_nothing(index_elements=_STEP_KEY)
-        .returning(_OUTBOX.c.id)
+        inserted = _insert_unnest(session, rows)
+    else:
+        statement = (
+            sqlite.insert(_OUTBOX)
+            .on_conflict_do_nothing(index_elements=_STEP_KEY)
+            .returning(*_RETURNED)
+        )
+        inserted = [r for page in _pages(rows) for r in session.execute(statement, page).all()]
+    inserted.sort()
+    return Planned(
+        ids=[i for i, _ in inserted], handed=[i for i, lease in inserted if lease is not None]
     )
-    ids = [i for page in _pages(rows) for i in session.execute(statement, page).scalars()]
-    return sorted(ids)
 
 
 #: The largest page ``_pages`` makes.
@@ -132,10 +148,11 @@ _STEP_KEY = ["enrollment_id", "step_id", "occurrence"]
 #: The columns a planned row is inserted with.
 _PLANNED_COLUMNS = ("patient_id", "enrollment_id", "step_id", "occurrence", "purpose", "channel",
                     "subject", "body_text", "body_html", "status", "planned_at", "local_date",
-                    "attempts")  # fmt: skip
+                    "attempts", "lease_until")  # fmt: skip
+_RETURNED = (_OUTBOX.c.id, _OUTBOX.c.lease_until)
 
 
-def _insert_unnest(session: Session, rows: list[dict[str, Any]]) -> list[int]:
+def _insert_unnest(session: Session, rows: list[dict[str, Any]]) -> list[Row[Any]]:
     """PostgreSQL: ``INSERT .. SELECT unnest(array), ..``: one parameter per column instead
     of one per value, so psycopg does not parse a statement of thousands of placeholders."""
     source = unnest_rows(_OUTBOX, rows, {c: c for c in _PLANNED_COLUMNS})
@@ -143,6 +160,6 @@ def _insert_unnest(session: Session, rows: list[dict[str, Any]]) -> list[int]:
         postgresql.insert(_OUTBOX)
         .from_select(list(_PLANNED_COLUMNS), select(*source.c))
         .on_conflict_do_nothing(index_elements=_STEP_KEY)
-        .returning(_OUTBOX.c.id)
+        .returning(*_RETURNED)
     )
-    return sorted(session.execute(statement).scalars())
+    return list(session.execute(statement).all())

@@ -18,12 +18,12 @@ from campaigns import pacing
 from campaigns.claims import DueEnrollment, claim_due
 from campaigns.composer import compose_step
 from campaigns.dispatch_budget import REDISPATCH_AFTER, DispatchBudget
-from campaigns.dispatching import admit, budget_for, redispatch, redispatchable
+from campaigns.dispatching import budget_for, redispatch, redispatchable
 from campaigns.enrollments import apply_outcomes, clock_of, pacing_state, version_facts
 from campaigns.enums import Channel, MessageStatus
 from campaigns.logs import get_logger
 from campaigns.models import Enrollment, OutboxMessage
-from campaigns.outbox_plan import NewMessage, plan_many
+from campaigns.outbox_plan import NewMessage, Planned, plan_many
 from campaigns.prefetch import latest_consents, recent_scores
 from campaigns.runtime import Runtime
 
@@ -53,18 +53,24 @@ def process(
     rt: Runtime, session: Session, enrollment: DueEnrollment, *, now: datetime
 ) -> int | None:
     """Advance one enrollment; returns the id of the outbox row it planned, if any."""
-    planned = process_batch(rt, session, [enrollment], now=now)
+    planned = process_batch(rt, session, [enrollment], now=now).ids
     return planned[0] if planned else None
 
 
 def process_batch(
-    rt: Runtime, session: Session, enrollments: Sequence[DueEnrollment], *, now: datetime
-) -> list[int]:
-    """Advance a claimed batch; ids of the outbox rows planned.
+    rt: Runtime,
+    session: Session,
+    enrollments: Sequence[DueEnrollment],
+    *,
+    now: datetime,
+    budget: DispatchBudget | None = None,
+) -> Planned:
+    """Advance a claimed batch; the outbox rows planned, and those ``budget`` handed out.
 
     Consents and recent scores are read once for the whole batch, the enrollments are
     written with one executemany and the outbox rows inserted with one statement: looking
-    up and writing per enrollment made the tick ~8 round trips per message.
+    up and writing per enrollment made the tick ~8 round trips per message. Rows the budget
+    admits are inserted already leased, instead of updated after the insert.
     """
     patient_ids = {e.patient_id for e in enrollments}
     consents = latest_consents(session, patient_ids)
@@ -73,6 +79,12 @@ def process_batch(
     sending = [(e, o.send) for e, o in outcomes if o.send is not None]
     scores = recent_scores(session, {e.patient_id for e, _ in sending})
     messages = [_compose(rt, session, e, send, scores, now=now) for e, send in sending]
+    if budget is not None:
+        channels = [m.message.channel for m in messages]
+        messages = [
+            replace(m, lease_until=lease)
+            for m, lease in zip(messages, budget.leases(channels, now=now), strict=True)
+        ]
     return plan_many(session, messages, now=now)
 
 
@@ -170,13 +182,12 @@ def tick(
     while True:
         with rt.session() as session:
             due = claim_due(session, now=now, limit=size)
-            planned = process_batch(rt, session, due, now=now)
-            handed = admit(session, budget, planned, now=now) if budget is not None else []
+            planned = process_batch(rt, session, due, now=now, budget=budget)
         summary.claimed += len(due)
         summary.batches += 1 if due else 0
-        summary.planned += planned
-        if dispatch and handed:
-            dispatch(handed)
+        summary.planned += planned.ids
+        if dispatch and planned.handed:
+            dispatch(planned.handed)
         if len(due) < size:
             break
     with rt.session() as session:

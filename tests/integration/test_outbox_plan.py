@@ -3,13 +3,13 @@ the batch sizes, in a bounded number of distinct statements."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import event, func, select
 
 from campaigns.enums import Channel
 from campaigns.models import OutboxMessage, ProgramStep
-from campaigns.outbox_plan import SQLITE_PAGE, NewMessage, plan_many
+from campaigns.outbox_plan import SQLITE_PAGE, NewMessage, Planned, plan_many
 from campaigns.rendering import RenderedMessage
 from campaigns.runtime import Runtime
 from tests.factories import load_program, make_enrollment
@@ -51,7 +51,8 @@ def test_batches_of_every_size_store_each_new_row_once(rt: Runtime) -> None:
         first += n
     event.remove(rt.engine, "before_cursor_execute", seen)
 
-    assert [len(ids) for ids in planned] == SIZES
+    assert [len(p.ids) for p in planned] == SIZES
+    assert all(p.handed == [] for p in planned)  # no lease given, none handed out
     with rt.session() as session:
         stored = session.scalars(select(OutboxMessage.occurrence).order_by(OutboxMessage.id))
         assert list(stored) == list(range(first))
@@ -59,3 +60,47 @@ def test_batches_of_every_size_store_each_new_row_once(rt: Runtime) -> None:
     if rt.engine.dialect.name == "sqlite":
         # one statement text per page size (1, 2, 4, .. 256), not one per batch size
         assert len(set(inserts)) <= SQLITE_PAGE.bit_length() < len(SIZES)
+
+
+def test_rows_planned_with_a_lease_are_the_ones_handed_out(rt: Runtime) -> None:
+    """The tick inserts the rows its budget admits already leased: those come back as handed
+    out, the rest stay unleased, and a row already stored is neither planned nor handed."""
+    version_id = load_program(rt)
+    patient_id, enrollment_id = make_enrollment(rt, version_id, now=NOW)
+    with rt.session() as session:
+        step_id = session.scalars(
+            select(ProgramStep.id).where(ProgramStep.version_id == version_id)
+        ).first()
+    assert step_id is not None
+    lease = NOW + timedelta(minutes=3)
+    message = RenderedMessage(Channel.SMS, "Notice the sensation with curiosity.")
+
+    def new(occurrence: int, lease_until: datetime | None) -> NewMessage:
+        return NewMessage(
+            patient_id, message, enrollment_id, step_id, occurrence, None, lease_until
+        )
+
+    with rt.session() as session:
+        first = plan_many(session, [new(0, lease)], now=NOW)
+    with rt.session() as session:
+        again = plan_many(session, [new(0, lease), new(1, None), new(2, lease)], now=NOW)
+    assert len(first.ids) == 1 and first.handed == first.ids
+    assert len(again.ids) == 2 and first.ids[0] not in again.ids
+    with rt.session() as session:
+        stored = dict(
+            session.execute(
+                select(OutboxMessage.occurrence, OutboxMessage.lease_until).where(
+                    OutboxMessage.id.in_(again.ids)
+                )
+            ).all()
+        )
+        by_occurrence = dict(
+            session.execute(
+                select(OutboxMessage.occurrence, OutboxMessage.id).where(
+                    OutboxMessage.id.in_(again.ids)
+                )
+            ).all()
+        )
+    assert stored[1] is None and stored[2] is not None
+    assert stored[2] == lease
+    assert again == Planned(ids=sorted(by_occurrence.values()), handed=[by_occurrence[2]])

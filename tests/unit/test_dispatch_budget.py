@@ -70,3 +70,25 @@ def test_unlimited_admits_everything_with_the_plain_grace() -> None:
     admitted, lease = unlimited().take(Channel.SMS, 10**6, now=NOW)
     assert admitted == 10**6
     assert lease == NOW + REDISPATCH_AFTER
+
+
+def test_a_batch_is_leased_in_order_up_to_each_channels_room() -> None:
+    """The tick's rows get their leases before they are inserted: each channel's first rows
+    up to its room, with the lease ``take`` gives; the rest ``None``, left in the database."""
+    budget = DispatchBudget(rates={Channel.SMS: 0.01}, horizon=timedelta(seconds=300))
+    sms, email = Channel.SMS, Channel.EMAIL
+    batch = [sms, email, sms, sms, email, sms]
+    leases = budget.leases(batch, now=NOW)
+    assert [lease is not None for lease in leases] == [True, True, True, True, True, False]
+    # SMS has room for 3 (0.01/s x 300 s); their lease is the SMS drain time plus the grace
+    sms_lease = NOW + timedelta(seconds=3 / 0.01) + REDISPATCH_AFTER
+    assert [leases[i] for i in (0, 2, 3)] == [sms_lease] * 3
+    assert leases[1] == leases[4] == sms_lease  # email, unlimited, waits behind those SMS
+    assert budget.in_flight == {sms: 3, email: 2}
+    assert budget.leases([sms, email], now=NOW) == [None, sms_lease]
+
+
+def test_an_empty_batch_takes_nothing() -> None:
+    budget = DispatchBudget(rates={Channel.SMS: 1.0}, horizon=timedelta(seconds=60))
+    assert budget.leases([], now=NOW) == []
+    assert budget.in_flight == {}
