@@ -5,7 +5,8 @@ with ``SKIP LOCKED`` on PostgreSQL, so they share the due rows) and sending what
 Each process here runs the product's ``tick`` with batches of 250 and sends its plans in
 ``deliver_batch`` chunks; the same run with one process is the comparison, both spawned the
 same way, on the next two simulated days of the table B3 just used, with the same rows due
-(the table's other rows are moved a month on: the B2 run after B3 resets them). Afterwards
+(the table's other rows are moved a month on: the B2 run after B3 resets them). Each process
+first compiles every step's templates, as a worker that has ticked before has them. Afterwards
 every message must be in the outbox once and sent. On SQLite the processes take turns at
 the one writer lock, so a second process is expected to add little there.
 
@@ -15,27 +16,27 @@ the one writer lock, so a second process is expected to add little there.
 from __future__ import annotations
 
 import multiprocessing as mp
+import queue
 import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from multiprocessing.process import BaseProcess
 from multiprocessing.queues import Queue
-from multiprocessing.synchronize import Event
+from multiprocessing.synchronize import Barrier
 
 from sqlalchemy import func, select, update
 
-from bench.b3_send import GOAL_PER_S, _deliver_batches, make_due
+from bench.b3_send import GOAL_PER_S, _deliver_batches, make_due, warm
 from bench.common import BENCH_NOW, Figure, bench_runtime, fresh_database, quiet_logs
 from bench.datagen import populate
 from campaigns.enums import MessageStatus
-from campaigns.models import Enrollment, OutboxMessage
+from campaigns.models import Enrollment, OutboxMessage, ProgramVersion
 from campaigns.runtime import Runtime
 from campaigns.scheduler import tick
 
 BATCH = 250
-#: Seconds for spawned processes to import and connect before the clock starts.
-SETTLE_S = 3.0
 #: Where the rows not measured are put, out of the way.
 LATER = timedelta(days=30)
 
@@ -57,20 +58,39 @@ class Run:
         return sum(self.sent) / self.wall if self.wall else 0.0
 
 
-def _worker(url: str, now: datetime, start: Event, out: Queue[tuple[int, float, float]]) -> None:
+def _worker(url: str, now: datetime, start: Barrier, out: Queue[tuple[int, float, float]]) -> None:
     quiet_logs()
     rt = bench_runtime(url)
+    with rt.session() as session:
+        versions = session.scalars(select(ProgramVersion.id)).all()
+    warm(rt, versions)
     sent = 0
 
     def dispatch(ids: Sequence[int]) -> None:
         nonlocal sent
         sent += _deliver_batches(rt, list(ids), now)
 
-    start.wait()
+    start.wait(timeout=300)  # every process warm, then all at once
     began = time.perf_counter()
     tick(rt, now=now, dispatch=dispatch, batch_size=BATCH)
     out.put((sent, began, time.perf_counter()))
     rt.engine.dispose()
+
+
+def _results(
+    workers: Sequence[BaseProcess], out: Queue[tuple[int, float, float]]
+) -> list[tuple[int, float, float]]:
+    """Each process's result; a process that died says so at once, not after a timeout."""
+    results: list[tuple[int, float, float]] = []
+    deadline = time.monotonic() + 600
+    while len(results) < len(workers):
+        try:
+            results.append(out.get(timeout=1.0))
+        except queue.Empty:
+            failed = [w.exitcode for w in workers if w.exitcode not in (None, 0)]
+            if failed or time.monotonic() > deadline:
+                raise RuntimeError(f"B3 process failed (exit codes {failed})") from None
+    return results
 
 
 def measure(rt: Runtime, processes: int, due: int, *, now: datetime) -> Run:
@@ -83,13 +103,12 @@ def measure(rt: Runtime, processes: int, due: int, *, now: datetime) -> Run:
         )
     url = rt.settings.resolved_database_url
     ctx = mp.get_context("spawn")
-    start, out = ctx.Event(), ctx.Queue()
+    start, out = ctx.Barrier(processes + 1), ctx.Queue()
     workers = [ctx.Process(target=_worker, args=(url, now, start, out)) for _ in range(processes)]
     for w in workers:
         w.start()
-    time.sleep(SETTLE_S)
-    start.set()
-    results = [out.get(timeout=600) for _ in workers]
+    start.wait(timeout=300)
+    results = _results(workers, out)
     for w in workers:
         w.join()
     wall = max(r[2] for r in results) - min(r[1] for r in results)

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from datetime import time as dtime
+from typing import Any
 
 from sqlalchemy import func, select, text, update
 
@@ -21,7 +23,7 @@ from campaigns.claims import claim_due
 from campaigns.composer import base_context, program_context
 from campaigns.enums import Channel, MessageStatus
 from campaigns.heap import freeze_startup_heap
-from campaigns.models import Enrollment, OutboxMessage, Patient
+from campaigns.models import Enrollment, OutboxMessage, Patient, ProgramVersion
 from campaigns.outbox import SEND_BATCH_SIZE, DeliveryResult, deliver, deliver_batch
 from campaigns.rendering import TemplateLibrary
 from campaigns.runtime import Runtime
@@ -84,17 +86,34 @@ def render_ceiling(rt: Runtime, version_id: int, count: int) -> float:
     version = version_of(rt, version_id)
     library = TemplateLibrary(rt.settings.templates_dir, shared_renders=False)
     key = version.steps[0].key
-    with rt.session() as session:
-        patient = session.get_one(Patient, 1)
-        ctx = base_context(rt, patient, Channel.SMS)
-    ctx["program"] = program_context(version, 1)
-    ctx["trend"] = {"latest": None, "baseline": None, "direction": "unknown"}
+    ctx = step_context(rt, version)
     channels = [Channel.EMAIL if i % 5 == 0 else Channel.SMS for i in range(count)]
     library.render_step(version.id, version.files, key, Channel.EMAIL, ctx)
     start = time.perf_counter()
     for channel in channels:
         library.render_step(version.id, version.files, key, channel, ctx)
     return count / (time.perf_counter() - start)
+
+
+def step_context(rt: Runtime, version: ProgramVersion) -> dict[str, Any]:
+    """A context the program's step templates render with: the first patient's, on day 1."""
+    with rt.session() as session:
+        patient = session.get_one(Patient, 1)
+        ctx = base_context(rt, patient, Channel.SMS)
+    ctx["program"] = program_context(version, 1)
+    ctx["trend"] = {"latest": None, "baseline": None, "direction": "unknown"}
+    return ctx
+
+
+def warm(rt: Runtime, version_ids: Iterable[int]) -> None:
+    """What a worker process that has run for a while has: every step's templates compiled
+    (with their shared renders) and a pooled connection."""
+    for version_id in version_ids:
+        version = version_of(rt, version_id)
+        ctx = step_context(rt, version)
+        for step in version.steps:
+            for channel in Channel:
+                rt.templates.render_step(version.id, version.files, step.key, channel, ctx)
 
 
 def insert_ceiling(rt: Runtime, count: int) -> float:

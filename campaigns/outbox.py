@@ -194,13 +194,11 @@ def _claim_batch(
     *,
     now: datetime,
 ) -> list[tuple[OutgoingMessage, bool]]:
-    """Window, consent and opt-out checks from prefetched data, then one conditional UPDATE
-    claims every row that passed; committed before any provider is called."""
-    rows = session.execute(
-        select(*_SEND_COLUMNS)
-        .where(among(session, _OUTBOX.c.id, ids), _OUTBOX.c.status == M.PLANNED)
-        .order_by(_OUTBOX.c.id)
-    ).all()
+    """One conditional UPDATE claims every row still ``planned`` and returns what sending
+    needs; the window, consent and opt-out checks then run on prefetched data, and the rows
+    that fail them are given back in the same transaction, committed before any provider is
+    called. (Reading the rows and then claiming them was two statements for the same rows.)"""
+    rows = sorted(_claim(session, ids, now), key=lambda r: r.id)
     patients = _recipients(session, {r.patient_id for r in rows})
     checks = _Checks.load(session, rows)
     ready: list[Row[Any]] = []
@@ -219,11 +217,10 @@ def _claim_batch(
     if withheld:
         session.execute(
             update(_OUTBOX)
-            .where(_OUTBOX.c.id == bindparam("oid"), _OUTBOX.c.status == M.PLANNED)
-            .values(status=M.FAILED, error=bindparam("reason")),
+            .where(_OUTBOX.c.id == bindparam("oid"), _OUTBOX.c.status == M.SENDING)
+            .values(status=M.FAILED, error=bindparam("reason"), **_UNCLAIMED),
             withheld,
         )
-    claimed = _claim(session, [r.id for r in ready], now)
     limits = segment_limits(session, {r.step_id for r in ready if r.step_id is not None})
     return [
         (
@@ -240,22 +237,26 @@ def _claim_batch(
             row.purpose == MessagePurpose.PROGRAM,
         )
         for row in ready
-        if row.id in claimed
     ]
 
 
-def _claim(session: Session, ids: list[int], now: datetime) -> set[int]:
+#: A claimed row given back before any provider was called: as if never claimed.
+_UNCLAIMED = {"sending_at": None, "attempts": _OUTBOX.c.attempts - 1}
+
+
+def _claim(session: Session, ids: list[int], now: datetime) -> list[Row[Any]]:
     """``planned -> sending`` in one statement; only the rows it changed are ours to send."""
     if not ids:
-        return set()
+        return []
     table = _OUTBOX
-    claimed = session.execute(
-        update(table)
-        .where(among(session, table.c.id, ids), table.c.status == M.PLANNED)
-        .values(status=M.SENDING, sending_at=now, attempts=table.c.attempts + 1)
-        .returning(table.c.id)
-    ).scalars()
-    return set(claimed)
+    return list(
+        session.execute(
+            update(table)
+            .where(among(session, table.c.id, ids), table.c.status == M.PLANNED)
+            .values(status=M.SENDING, sending_at=now, attempts=table.c.attempts + 1)
+            .returning(*_SEND_COLUMNS)
+        ).all()
+    )
 
 
 def _defer_to_next_window(
@@ -267,8 +268,10 @@ def _defer_to_next_window(
     day = clock.local_date(planned_at)
     session.execute(
         update(_OUTBOX)
-        .where(_OUTBOX.c.id == row.id, _OUTBOX.c.status == M.PLANNED)
-        .values(planned_at=planned_at, local_date=day, lease_until=None)
+        .where(_OUTBOX.c.id == row.id, _OUTBOX.c.status == M.SENDING)
+        .values(
+            status=M.PLANNED, planned_at=planned_at, local_date=day, lease_until=None, **_UNCLAIMED
+        )
     )
     enrollment = session.get(Enrollment, row.enrollment_id) if row.enrollment_id else None
     if enrollment is None or (enrollment.last_program_send_on or day) > day:

@@ -119,6 +119,7 @@ def test_withdrawn_consent_between_plan_and_send_withholds(rt: Runtime) -> None:
     assert deliver(rt, outbox_id, now=DUE) == DeliveryResult.WITHHELD
     row = _row(rt, outbox_id)
     assert row.status == MessageStatus.FAILED and row.error == "withheld: no sms consent"
+    assert (row.attempts, row.sending_at) == (0, None)  # no provider was tried
 
 
 class RecordingTransport:

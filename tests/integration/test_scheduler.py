@@ -105,6 +105,7 @@ def test_message_planned_at_2059_but_picked_up_at_2105_waits_for_morning(rt: Run
     assert deliver(rt, planned[0], now=late) == DeliveryResult.DEFERRED
     row = _outbox(rt)[0]
     assert row.status == MessageStatus.PLANNED
+    assert (row.attempts, row.sending_at) == (0, None)  # claimed and given back: never tried
     assert row.planned_at.astimezone(ZoneInfo("America/New_York")).hour == 10
     morning = MONDAY + timedelta(days=1, hours=10, minutes=3)
     summary = tick(rt, now=morning, dispatch=lambda ids: [deliver(rt, i, now=morning) for i in ids])
