@@ -78,13 +78,12 @@ def process_batch(
     apply_outcomes(session, outcomes, actor=ACTOR, now=now)
     sending = [(e, o.send) for e, o in outcomes if o.send is not None]
     scores = recent_scores(session, {e.patient_id for e, _ in sending})
-    messages = [_compose(rt, session, e, send, scores, now=now) for e, send in sending]
-    if budget is not None:
-        channels = [m.message.channel for m in messages]
-        messages = [
-            replace(m, lease_until=lease)
-            for m, lease in zip(messages, budget.leases(channels, now=now), strict=True)
-        ]
+    channels = [e.patient.preferred_channel for e, _ in sending]
+    leases = budget.leases(channels, now=now) if budget is not None else [None] * len(sending)
+    messages = [
+        _compose(rt, session, e, send, scores, lease, now=now)
+        for (e, send), lease in zip(sending, leases, strict=True)
+    ]
     return plan_many(session, messages, now=now)
 
 
@@ -117,9 +116,11 @@ def _compose(
     enrollment: DueEnrollment,
     send: pacing.PlannedSend,
     scores: Mapping[int, list[float]],
+    lease_until: datetime | None,
     *,
     now: datetime,
 ) -> NewMessage:
+    """The message, to the patient's preferred channel: the one its lease was taken for."""
     channel = enrollment.patient.preferred_channel
     step, message = compose_step(
         rt, session, enrollment, send, channel, scores.get(enrollment.patient_id, [])
@@ -131,6 +132,7 @@ def _compose(
         step_id=step.id,
         occurrence=send.occurrence,
         local_date=send.local_date,
+        lease_until=lease_until,
     )
 
 
