@@ -18,7 +18,8 @@ NOW = datetime(2025, 3, 3, 15, 0, tzinfo=UTC)
 SIZES = [*range(1, 14), 300]
 
 
-def test_batches_of_every_size_store_each_new_row_once(rt: Runtime) -> None:
+def _enrolled(rt: Runtime) -> tuple[int, int, int]:
+    """A patient, their enrollment and the program's first step."""
     version_id = load_program(rt)
     patient_id, enrollment_id = make_enrollment(rt, version_id, now=NOW)
     with rt.session() as session:
@@ -26,6 +27,11 @@ def test_batches_of_every_size_store_each_new_row_once(rt: Runtime) -> None:
             select(ProgramStep.id).where(ProgramStep.version_id == version_id)
         ).first()
     assert step_id is not None
+    return patient_id, enrollment_id, step_id
+
+
+def test_batches_of_every_size_store_each_new_row_once(rt: Runtime) -> None:
+    patient_id, enrollment_id, step_id = _enrolled(rt)
     message = RenderedMessage(Channel.SMS, "Notice the sensation with curiosity, Ana. ✨")
 
     def batch(first: int, n: int) -> list[NewMessage]:
@@ -65,13 +71,7 @@ def test_batches_of_every_size_store_each_new_row_once(rt: Runtime) -> None:
 def test_rows_planned_with_a_lease_are_the_ones_handed_out(rt: Runtime) -> None:
     """The tick inserts the rows its budget admits already leased: those come back as handed
     out, the rest stay unleased, and a row already stored is neither planned nor handed."""
-    version_id = load_program(rt)
-    patient_id, enrollment_id = make_enrollment(rt, version_id, now=NOW)
-    with rt.session() as session:
-        step_id = session.scalars(
-            select(ProgramStep.id).where(ProgramStep.version_id == version_id)
-        ).first()
-    assert step_id is not None
+    patient_id, enrollment_id, step_id = _enrolled(rt)
     lease = NOW + timedelta(minutes=3)
     message = RenderedMessage(Channel.SMS, "Notice the sensation with curiosity.")
 
@@ -87,20 +87,13 @@ def test_rows_planned_with_a_lease_are_the_ones_handed_out(rt: Runtime) -> None:
     assert len(first.ids) == 1 and first.handed == first.ids
     assert len(again.ids) == 2 and first.ids[0] not in again.ids
     with rt.session() as session:
-        stored = dict(
-            session.execute(
-                select(OutboxMessage.occurrence, OutboxMessage.lease_until).where(
-                    OutboxMessage.id.in_(again.ids)
-                )
-            ).all()
-        )
-        by_occurrence = dict(
-            session.execute(
-                select(OutboxMessage.occurrence, OutboxMessage.id).where(
-                    OutboxMessage.id.in_(again.ids)
-                )
-            ).all()
-        )
-    assert stored[1] is None and stored[2] is not None
-    assert stored[2] == lease
-    assert again == Planned(ids=sorted(by_occurrence.values()), handed=[by_occurrence[2]])
+        rows = session.execute(
+            select(OutboxMessage.occurrence, OutboxMessage.id, OutboxMessage.lease_until).where(
+                OutboxMessage.id.in_(again.ids)
+            )
+        ).tuples()
+        stored = {
+            occurrence: (outbox_id, lease_until) for occurrence, outbox_id, lease_until in rows
+        }
+    assert stored[1][1] is None and stored[2][1] == lease
+    assert again == Planned(ids=sorted([stored[1][0], stored[2][0]]), handed=[stored[2][0]])
