@@ -49,15 +49,18 @@ def scrub(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> Mutabl
     return event
 
 
-def _stderr_logger(*_args: Any) -> structlog.PrintLogger:
+def _stderr_logger(*_args: Any) -> structlog.WriteLogger:
     """Looks ``sys.stderr`` up per logger, not once: it may be replaced after configuration
     (daemonisation, test capture), and a captured stream bound at start-up goes stale."""
-    return structlog.PrintLogger(sys.stderr)
+    return structlog.WriteLogger(sys.stderr)
 
 
 def configure(level: int = logging.INFO, stream: TextIO | None = None) -> None:
+    """JSON lines, each written with one ``write``: a worker's pool processes share its
+    stderr, and ``print`` writes the line and its newline separately, so on an unbuffered
+    stream (``PYTHONUNBUFFERED=1``, as in containers) two processes' lines ran together."""
     structlog.configure(
-        logger_factory=structlog.PrintLoggerFactory(stream) if stream else _stderr_logger,
+        logger_factory=structlog.WriteLoggerFactory(stream) if stream else _stderr_logger,
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,

@@ -5,8 +5,12 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
+import subprocess
+import sys
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -16,6 +20,7 @@ from campaigns.models import Patient
 from campaigns.outbox import deliver
 from campaigns.runtime import Runtime
 from campaigns.scheduler import tick
+from tests.conftest import REPO
 from tests.factories import load_program, make_enrollment
 
 MONDAY = datetime(2026, 3, 2, 5, 0, tzinfo=UTC)
@@ -93,3 +98,28 @@ def test_logging_follows_stderr_when_it_is_replaced_after_configuration(
     get_logger("t").info("two")
     configure(logging.WARNING)
     assert '"event": "two"' in second.getvalue()
+
+
+_LOG_LINES = """
+from campaigns.logs import configure, get_logger
+configure()
+log = get_logger("race")
+for i in range(2000):
+    log.info("worker process ready", pid=i, frozen_objects=123456)
+"""
+
+
+def test_processes_sharing_stderr_write_whole_json_lines(tmp_path: Path) -> None:
+    """A worker's pool processes share its stderr. Unbuffered (``PYTHONUNBUFFERED=1``, as in
+    containers), a line and its newline written apart ran two processes' lines together."""
+    path = tmp_path / "shared.log"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    with path.open("w") as shared:
+        procs = [
+            subprocess.Popen([sys.executable, "-c", _LOG_LINES], stderr=shared, env=env, cwd=REPO)
+            for _ in range(3)
+        ]
+        assert [p.wait(timeout=120) for p in procs] == [0, 0, 0]
+    lines = path.read_text().splitlines()
+    assert len(lines) == 3 * 2000
+    assert [json.loads(line)["event"] for line in lines] == ["worker process ready"] * len(lines)
