@@ -16,6 +16,7 @@ the one writer lock, so a second process is expected to add little there.
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import queue
 import sys
 import time
@@ -24,7 +25,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from multiprocessing.process import BaseProcess
 from multiprocessing.queues import Queue
-from multiprocessing.synchronize import Barrier
+from multiprocessing.synchronize import Event
+from typing import TypeVar
 
 from sqlalchemy import func, select, update
 
@@ -36,6 +38,7 @@ from campaigns.models import Enrollment, OutboxMessage, ProgramVersion
 from campaigns.runtime import Runtime
 from campaigns.scheduler import tick
 
+T = TypeVar("T")
 BATCH = 250
 #: Where the rows not measured are put, out of the way.
 LATER = timedelta(days=30)
@@ -58,7 +61,13 @@ class Run:
         return sum(self.sent) / self.wall if self.wall else 0.0
 
 
-def _worker(url: str, now: datetime, start: Barrier, out: Queue[tuple[int, float, float]]) -> None:
+def _worker(
+    url: str,
+    now: datetime,
+    ready: Queue[int],
+    go: Event,
+    out: Queue[tuple[int, float, float]],
+) -> None:
     quiet_logs()
     rt = bench_runtime(url)
     with rt.session() as session:
@@ -70,18 +79,19 @@ def _worker(url: str, now: datetime, start: Barrier, out: Queue[tuple[int, float
         nonlocal sent
         sent += _deliver_batches(rt, list(ids), now)
 
-    start.wait(timeout=300)  # every process warm, then all at once
+    ready.put(os.getpid())
+    if not go.wait(timeout=600):  # every process warm, then all at once
+        return
     began = time.perf_counter()
     tick(rt, now=now, dispatch=dispatch, batch_size=BATCH)
     out.put((sent, began, time.perf_counter()))
     rt.engine.dispose()
 
 
-def _results(
-    workers: Sequence[BaseProcess], out: Queue[tuple[int, float, float]]
-) -> list[tuple[int, float, float]]:
-    """Each process's result; a process that died says so at once, not after a timeout."""
-    results: list[tuple[int, float, float]] = []
+def _gather(workers: Sequence[BaseProcess], out: Queue[T]) -> list[T]:
+    """One item from each process; a process that died says so at once, not after a
+    timeout."""
+    results: list[T] = []
     deadline = time.monotonic() + 600
     while len(results) < len(workers):
         try:
@@ -103,12 +113,15 @@ def measure(rt: Runtime, processes: int, due: int, *, now: datetime) -> Run:
         )
     url = rt.settings.resolved_database_url
     ctx = mp.get_context("spawn")
-    start, out = ctx.Barrier(processes + 1), ctx.Queue()
-    workers = [ctx.Process(target=_worker, args=(url, now, start, out)) for _ in range(processes)]
+    ready, go, out = ctx.Queue(), ctx.Event(), ctx.Queue()
+    workers = [
+        ctx.Process(target=_worker, args=(url, now, ready, go, out)) for _ in range(processes)
+    ]
     for w in workers:
         w.start()
-    start.wait(timeout=300)
-    results = _results(workers, out)
+    _gather(workers, ready)
+    go.set()
+    results = _gather(workers, out)
     for w in workers:
         w.join()
     wall = max(r[2] for r in results) - min(r[1] for r in results)

@@ -245,7 +245,8 @@ _UNCLAIMED = {"sending_at": None, "attempts": _OUTBOX.c.attempts - 1}
 
 
 def _claim(session: Session, ids: list[int], now: datetime) -> list[Row[Any]]:
-    """``planned -> sending`` in one statement; only the rows it changed are ours to send."""
+    """``planned -> sending`` in one statement; only the rows it changed are ours to send,
+    returned with what sending needs."""
     if not ids:
         return []
     table = _OUTBOX
@@ -381,9 +382,7 @@ def _release(rt: Runtime, ids: list[int]) -> None:
         session.execute(
             update(table)
             .where(among(session, table.c.id, ids), table.c.status == M.SENDING)
-            .values(
-                status=M.PLANNED, sending_at=None, attempts=table.c.attempts - 1, lease_until=None
-            )
+            .values(status=M.PLANNED, lease_until=None, **_UNCLAIMED)
         )
 
 

@@ -73,7 +73,7 @@ class NewMessage:
     step_id: int
     occurrence: int
     local_date: date | None
-    #: Set when the row is handed to a send task as it is planned (``dispatching.leases``).
+    #: Set when the row is handed to a send task as it is planned (``DispatchBudget.leases``).
     lease_until: datetime | None = None
 
 
