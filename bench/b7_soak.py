@@ -52,6 +52,7 @@ from bench.common import (
     stop,
 )
 from bench.datagen import populate, version_of
+from campaigns.db import autovacuum_on
 from campaigns.enrollments import rules_of, shape_of
 from campaigns.enums import Channel, MessagePurpose, MessageStatus, Track
 from campaigns.inbound import receive_reply
@@ -218,7 +219,7 @@ def _without_autovacuum(rt: Runtime) -> bool:
     if rt.engine.dialect.name != "postgresql":
         return False
     with rt.engine.connect() as conn:
-        return conn.execute(text("SELECT current_setting('autovacuum')")).scalar() != "on"
+        return not autovacuum_on(conn)
 
 
 def child_main(argv: Sequence[str]) -> int:

@@ -8,7 +8,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -49,6 +49,12 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         return engine
     kwargs.setdefault("pool_pre_ping", True)
     return create_engine(url, **kwargs)
+
+
+def autovacuum_on(conn: Connection) -> bool:
+    """PostgreSQL's server-wide autovacuum setting: off, statistics and the plans cached
+    from them stay as they were when the tables were small (``campaigns doctor``, B7)."""
+    return conn.execute(text("SELECT current_setting('autovacuum')")).scalar() == "on"
 
 
 @lru_cache(maxsize=8)

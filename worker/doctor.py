@@ -18,7 +18,7 @@ from sqlalchemy import text
 from campaigns import field_crypto
 from campaigns.channels.base import DeliveryError
 from campaigns.clock import now as clock_now
-from campaigns.db import alembic_config
+from campaigns.db import alembic_config, autovacuum_on
 from campaigns.enums import Channel
 from campaigns.heartbeats import TICK, last_beat
 from campaigns.key_rotation import check_newest
@@ -206,11 +206,10 @@ def check_statistics(rt: Runtime) -> Check:
         return Check("statistics", Verdict.OK, f"{rt.engine.dialect.name}: no server statistics")
     try:
         with rt.engine.connect() as conn:
-            setting = conn.execute(text("SELECT current_setting('autovacuum')")).scalar()
+            autovacuum = autovacuum_on(conn)
             tables = conn.execute(_STATISTICS, {"names": list(HOT_TABLES)}).all()
     except Exception as exc:
         return Check("statistics", Verdict.FAIL, f"cannot read ({type(exc).__name__})")
-    autovacuum = setting == "on"
     stale = [
         f"{name} ({changed:,} rows changed)"
         for name, changed, rows, _ in tables
