@@ -1,20 +1,30 @@
 """Patient phone numbers and email addresses are encrypted at rest.
 
 A stolen database dump or backup must not be a list of patients' contact details. Values are
-encrypted with Fernet (AES-128-CBC + HMAC-SHA256, from the maintained ``cryptography``
-package); because Fernet is randomised, equality lookups go through a separate keyed hash
+encrypted with AES-256-GCM (``cryptography``'s AEAD, a random 96-bit nonce per value) under a
+key derived from each configured data key; tokens written before 2026-11-27 are Fernet
+(AES-128-CBC + HMAC-SHA256) and still read, so nothing stored needs converting (``campaigns
+keys reencrypt`` rewrites them anyway). GCM is the cheaper of the two by ~7x per value, which
+matters when a 100k-row enrolment encrypts 200k of them and every send decrypts one.
+Because either is randomised, equality lookups go through a separate keyed hash
 (HMAC-SHA256), so the database can find "the patient with this number" without holding it.
 Keys come from the environment; outside production a key file in the data dir stands in.
 """
 
 from __future__ import annotations
 
+import base64
 import hmac
 import json
+import os
 from dataclasses import dataclass
 from typing import Any
 
+from cryptography.exceptions import InvalidTag
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.hashes import SHA256
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from sqlalchemy import Text
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
@@ -22,6 +32,11 @@ from sqlalchemy.types import TypeDecorator
 from config.settings import ENV_PREFIX, Settings, get_settings
 
 DEV_KEY_FILE = ".field_keys"
+#: Marks an AES-GCM token (and is its associated data, so the mark cannot be swapped). Fernet
+#: tokens begin with "gAAAAA" (their version byte), so the two never collide.
+GCM_PREFIX = "g1:"
+_GCM_AAD = GCM_PREFIX.encode()
+_NONCE = 12
 
 
 class FieldKeyError(RuntimeError):
@@ -32,8 +47,18 @@ def _split(keys: str) -> list[str]:
     return [k.strip() for k in keys.split(",") if k.strip()]
 
 
+def _gcm(data_key: str) -> AESGCM:
+    """A separate key for GCM, derived from the configured one, so no key is used by two
+    ciphers."""
+    hkdf = HKDF(SHA256(), 32, salt=None, info=b"campaigns patient contacts: AES-256-GCM")
+    return AESGCM(hkdf.derive(base64.urlsafe_b64decode(data_key)))
+
+
 @dataclass(frozen=True)
 class FieldKeys:
+    #: Newest first: the first encrypts, every one decrypts.
+    gcms: tuple[AESGCM, ...]
+    #: Reads tokens written before the switch to GCM.
     fernet: MultiFernet
     #: Newest first: hashes are written with the first, lookups match under any of them, so a
     #: patient is still found while ``campaigns keys reencrypt`` re-hashes under a new key.
@@ -58,7 +83,12 @@ class FieldKeys:
             raise FieldKeyError(
                 f"{ENV_PREFIX}LOOKUP_KEY must be comma-separated keys of at least 32 characters"
             )
-        return cls(MultiFernet(fernets), tuple(k.encode() for k in lookups), len(fernets))
+        return cls(
+            tuple(_gcm(k) for k in parts),
+            MultiFernet(fernets),
+            tuple(k.encode() for k in lookups),
+            len(fernets),
+        )
 
     @classmethod
     def from_settings(cls, settings: Settings) -> FieldKeys:
@@ -74,22 +104,36 @@ class FieldKeys:
         return cls.parse(data, lookup)
 
     def encrypt(self, value: str) -> str:
-        return self.fernet.encrypt(value.encode()).decode("ascii")
+        nonce = os.urandom(_NONCE)
+        sealed = self.gcms[0].encrypt(nonce, value.encode(), _GCM_AAD)
+        return GCM_PREFIX + base64.urlsafe_b64encode(nonce + sealed).decode("ascii")
 
     def decrypt(self, token: str) -> str:
         try:
-            return self.fernet.decrypt(token.encode("ascii")).decode()
-        except (InvalidToken, UnicodeEncodeError) as exc:
+            return self._open(token).decode()
+        except (InvalidToken, InvalidTag, ValueError) as exc:  # binascii/Unicode errors too
             raise FieldKeyError(
                 f"stored patient contact data cannot be decrypted: is {ENV_PREFIX}DATA_KEYS "
                 "the key set this database was written with?"
             ) from exc
 
+    def _open(self, token: str) -> bytes:
+        if not token.startswith(GCM_PREFIX):
+            return self.fernet.decrypt(token.encode("ascii"))
+        raw = base64.b64decode(token[len(GCM_PREFIX) :], altchars=b"-_", validate=True)
+        nonce, sealed = raw[:_NONCE], raw[_NONCE:]
+        for gcm in self.gcms:
+            try:
+                return gcm.decrypt(nonce, sealed, _GCM_AAD)
+            except InvalidTag:
+                continue
+        raise InvalidTag
+
     def rotate(self, token: str) -> str:
-        """Re-encrypt under the newest key (a no-op in meaning, a new token in fact)."""
+        """Re-encrypt under the newest key and format (a no-op in meaning, a new token in fact)."""
         try:
-            return self.fernet.rotate(token.encode("ascii")).decode("ascii")
-        except InvalidToken as exc:
+            return self.encrypt(self._open(token).decode())
+        except (InvalidToken, InvalidTag, ValueError) as exc:
             raise FieldKeyError("a stored value is not readable with any configured key") from exc
 
     def lookup_hash(self, kind: str, value: str, *, key: int = 0) -> str:

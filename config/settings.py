@@ -42,8 +42,9 @@ class Settings(BaseSettings):
     broker_url: str = ""
     templates_dir: Path = REPO_ROOT / "templates"
     secret_key: SecretStr | None = None
-    #: Fernet keys for patient phone/email at rest, comma-separated, newest first: the first
-    #: encrypts, all decrypt, so a key can be rotated without downtime (`campaigns reencrypt`).
+    #: Keys for patient phone/email at rest (Fernet's key format: `campaigns keys new`),
+    #: comma-separated, newest first: the first encrypts, all decrypt, so a key can be
+    #: rotated without downtime (`campaigns keys reencrypt`).
     data_keys: SecretStr | None = None
     #: HMAC key for the lookup hashes that let us find a patient by phone/email.
     lookup_key: SecretStr | None = None

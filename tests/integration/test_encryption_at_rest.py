@@ -122,6 +122,34 @@ def test_migration_encrypts_existing_rows_and_downgrade_restores_them(
         assert find_by_phone(session, phone) is not None
 
 
+def test_contacts_stored_as_fernet_tokens_still_read_and_reencrypt_to_gcm(
+    rt: Runtime, keys_restored: None
+) -> None:
+    """Rows written before the switch to AES-GCM keep working, and the rotation command
+    rewrites them in the new format."""
+    pid = make_patient(rt, now=NOW)
+    phone, email = _contacts(rt, pid)
+    assert phone and email
+    data = rt.settings.data_keys.get_secret_value() if rt.settings.data_keys else ""
+    legacy = Fernet(data.split(",")[0].encode())
+    with rt.engine.begin() as conn:
+        conn.execute(
+            text("UPDATE patients SET phone_ciphertext = :p, email_ciphertext = :e WHERE id = :i"),
+            {"p": legacy.encrypt(phone.encode()).decode(),
+             "e": legacy.encrypt(email.encode()).decode(), "i": pid},
+        )  # fmt: skip
+    assert _contacts(rt, pid) == (phone, email)
+    assert check_patient_keys(rt).verdict == Verdict.OK
+    with rt.session() as session:
+        assert find_by_phone(session, phone) is not None
+    assert reencrypt_patients(rt.session, field_crypto.active()).unreadable == []
+    with rt.engine.connect() as conn:
+        row = conn.execute(text(RAW)).one()
+    assert row.phone_ciphertext.startswith(field_crypto.GCM_PREFIX)
+    assert row.email_ciphertext.startswith(field_crypto.GCM_PREFIX)
+    assert _contacts(rt, pid) == (phone, email)
+
+
 def test_rotating_both_keys_retires_the_old_ones(rt: Runtime, keys_restored: None) -> None:
     pids = [make_patient(rt, now=NOW) for _ in range(3)]
     before = [_contacts(rt, p) for p in pids]

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import stat
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from cryptography.fernet import Fernet
+from cryptography.fernet import Fernet, InvalidToken
 from pydantic import SecretStr
 
-from campaigns.field_crypto import FieldKeyError, FieldKeys, new_keys
+from campaigns.field_crypto import GCM_PREFIX, FieldKeyError, FieldKeys, new_keys
 from config.settings import Settings, SettingsError, load_settings
 
 
@@ -20,8 +21,8 @@ def _keys(*data: str, lookup: str = "l" * 40) -> FieldKeys:
 def test_values_round_trip_and_tokens_never_repeat() -> None:
     keys = _keys(Fernet.generate_key().decode())
     first, second = keys.encrypt("+16502530001"), keys.encrypt("+16502530001")
-    assert first != second, "Fernet is randomised: equal phones must not look equal at rest"
-    assert "6502530001" not in first
+    assert first != second, "randomised: equal phones must not look equal at rest"
+    assert first.startswith(GCM_PREFIX) and "6502530001" not in first
     assert keys.decrypt(first) == keys.decrypt(second) == "+16502530001"
 
 
@@ -40,6 +41,45 @@ def test_rotation_reads_old_tokens_and_writes_with_the_newest_key() -> None:
     assert _keys(new).decrypt(rotated) == "+16502530001"
     with pytest.raises(FieldKeyError):
         _keys(old).decrypt(rotated)
+
+
+def test_tokens_written_with_fernet_before_gcm_still_read_and_rotate_to_gcm() -> None:
+    old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    legacy = Fernet(old.encode()).encrypt(b"+16502530001").decode()
+    assert _keys(old).decrypt(legacy) == "+16502530001"
+    rotating = _keys(new, old)
+    assert rotating.decrypt(legacy) == "+16502530001"
+    rotated = rotating.rotate(legacy)
+    assert rotated.startswith(GCM_PREFIX)
+    assert _keys(new).decrypt(rotated) == "+16502530001"
+
+
+def test_a_gcm_token_is_never_read_from_an_unrelated_fernet_key_of_the_same_bytes() -> None:
+    """GCM runs under a key derived from the configured one, not the same bytes."""
+    data = Fernet.generate_key().decode()
+    token = _keys(data).encrypt("+16502530001")
+    with pytest.raises(InvalidToken):
+        Fernet(data.encode()).decrypt(token.encode())
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    [
+        lambda t: t[:-2] + ("A" if t[-2] != "A" else "B") + t[-1],  # a changed tag byte
+        lambda t: t[:10] + ("A" if t[10] != "A" else "B") + t[11:],  # a changed nonce byte
+        lambda t: t.removeprefix(GCM_PREFIX),  # the mark stripped: read as Fernet, refused
+        lambda t: t[: len(GCM_PREFIX) + 8],  # cut short
+        lambda t: t + "!",  # not base64
+        lambda t: t + "é",  # not ASCII
+    ],
+)
+def test_a_damaged_token_is_a_clear_error_not_garbage(tamper: Callable[[str], str]) -> None:
+    keys = _keys(Fernet.generate_key().decode())
+    token = keys.encrypt("sam@example.org")
+    with pytest.raises(FieldKeyError, match="CAMPAIGNS_DATA_KEYS"):
+        keys.decrypt(tamper(token))
+    with pytest.raises(FieldKeyError, match="not readable"):
+        keys.rotate(tamper(token))
 
 
 @pytest.mark.parametrize(
@@ -82,7 +122,7 @@ def test_environment_keys_win_over_the_development_file(tmp_path: Path) -> None:
                         lookup_key=SecretStr(pair["lookup"]))  # fmt: skip
     keys = FieldKeys.from_settings(settings)
     assert not (tmp_path / ".field_keys").exists()
-    assert Fernet(pair["data"].encode()).decrypt(keys.encrypt("x").encode()) == b"x"
+    assert FieldKeys.parse(pair["data"], pair["lookup"]).decrypt(keys.encrypt("x")) == "x"
 
 
 def test_production_refuses_to_start_without_keys(monkeypatch: pytest.MonkeyPatch) -> None:
