@@ -4,8 +4,9 @@ B4's limit is the worker's CPU per message, and most of it was the provider clie
 measures them alone, ours beside the usual design in the same process, rounds interleaved:
 
 * SMS: ``TwilioSmsTransport.send`` (twilio's ``Client`` on ``twilio_http.PooledHttpClient``,
-  urllib3) against twilio's stock ``TwilioHttpClient`` (requests), both talking real HTTP to
-  the fake Twilio API served from a child process, so only the client's CPU is counted;
+  a kept-alive connection parsed by httptools, ``keepalive_http``) against twilio's stock
+  ``TwilioHttpClient`` (requests), both talking real HTTP to the fake Twilio API served from
+  a child process, so only the client's CPU is counted;
 * email: ``email_wire.email_bytes`` against building a stdlib ``EmailMessage`` and flattening
   it (``email_headers.build_email`` + ``to_bytes``), for one real program step's text and HTML.
 

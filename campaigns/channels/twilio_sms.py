@@ -23,6 +23,7 @@ from urllib3.exceptions import (
 )
 
 from campaigns.channels.base import DeliveryError, OutgoingMessage, ProviderReceipt
+from campaigns.channels.keepalive_http import AnswerLost
 from campaigns.channels.twilio_http import PooledHttpClient
 from campaigns.enums import Channel
 from campaigns.logs import get_logger
@@ -136,6 +137,12 @@ class TwilioSmsTransport:
             # The request reached Twilio: it may have queued the text. Never resend blindly.
             error = DeliveryError(
                 "twilio: no answer in time; delivery unknown", permanent=True, ambiguous=True
+            )
+        except AnswerLost:
+            error = DeliveryError(
+                "twilio: connection lost after sending; delivery unknown",
+                permanent=True,
+                ambiguous=True,
             )
         except (HTTPError, OSError) as exc:
             error = connection_error(exc)
