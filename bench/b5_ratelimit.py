@@ -24,8 +24,8 @@ class _Prefixed:
     def __init__(self, bucket: Bucket, prefix: str) -> None:
         self.bucket, self.prefix = bucket, prefix
 
-    def try_acquire(self, key: str, rate: float, burst: float) -> float:
-        return self.bucket.try_acquire(f"{self.prefix}:{key}", rate, burst)
+    def take(self, key: str, rate: float, burst: float, most: int = 1) -> tuple[int, float]:
+        return self.bucket.take(f"{self.prefix}:{key}", rate, burst, most)
 
 
 def _drive(buckets: list[Bucket], rate: float, seconds: float) -> list[float]:
@@ -73,7 +73,7 @@ def redis_ceiling(client: redis.Redis, seconds: float = 1.0) -> float:
     key = f"bench:{uuid.uuid4().hex}:ceiling"
     n, stop = 0, time.perf_counter() + seconds
     while time.perf_counter() < stop:
-        bucket.try_acquire(key, 1e9, 1e9)
+        bucket.take(key, 1e9, 1e9)
         n += 1
     return n / seconds
 

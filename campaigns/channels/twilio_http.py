@@ -23,6 +23,7 @@ import logging
 import os
 import threading
 import urllib.request
+import weakref
 from typing import Any
 from urllib.parse import unquote, urlencode, urlsplit
 
@@ -96,6 +97,8 @@ class PooledHttpClient(HttpClient):  # type: ignore[misc]  # twilio ships no stu
                 },
             )
         self._connections: dict[tuple[str, str, int | None], Connection] = {}
+        # As urllib3's pools do: a client dropped without close() still closes its sockets.
+        weakref.finalize(self, _close_all, self._connections)
         self._local = threading.local()
 
     def request(
@@ -181,6 +184,10 @@ class PooledHttpClient(HttpClient):  # type: ignore[misc]  # twilio ships no stu
     def close(self) -> None:
         if self.pool is not None:
             self.pool.clear()
-        connections, self._connections = list(self._connections.values()), {}
-        for connection in connections:
-            connection.close()
+        _close_all(self._connections)
+
+
+def _close_all(connections: dict[Any, Connection]) -> None:
+    for connection in list(connections.values()):
+        connection.close()
+    connections.clear()

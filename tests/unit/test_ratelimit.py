@@ -10,7 +10,7 @@ from collections.abc import Callable
 import pytest
 
 from campaigns.enums import Channel
-from campaigns.ratelimit import LocalBucket, RateLimiter, lateness_allowance
+from campaigns.ratelimit import LocalBucket, RateLimiter, block_size, lateness_allowance
 
 
 class FakeClock:
@@ -27,16 +27,16 @@ class FakeClock:
 def test_bucket_grants_one_then_says_how_long_to_wait() -> None:
     clock = FakeClock()
     bucket = LocalBucket(clock)
-    assert bucket.try_acquire("sms", 2.0, 1.0) == 0.0
-    assert bucket.try_acquire("sms", 2.0, 1.0) == 0.5
+    assert bucket.take("sms", 2.0, 1.0) == (1, 0.0)
+    assert bucket.take("sms", 2.0, 1.0) == (0, 0.5)
     clock.now = 0.5
-    assert bucket.try_acquire("sms", 2.0, 1.0) == 0.0
+    assert bucket.take("sms", 2.0, 1.0) == (1, 0.0)
 
 
 def test_channels_have_separate_buckets() -> None:
     bucket = LocalBucket(FakeClock())
-    assert bucket.try_acquire("sms", 1.0, 1.0) == 0.0
-    assert bucket.try_acquire("email", 1.0, 1.0) == 0.0
+    assert bucket.take("sms", 1.0, 1.0) == (1, 0.0)
+    assert bucket.take("email", 1.0, 1.0) == (1, 0.0)
 
 
 def test_limiter_never_exceeds_the_rate() -> None:
@@ -98,3 +98,71 @@ def test_no_second_ever_holds_more_than_floor_rate_plus_one(rate: float) -> None
             clock.now += rng.uniform(0, 3)
     assert _most_in_a_second(grants) <= math.floor(rate) + 1
     assert lateness_allowance(rate) >= 1.0
+
+
+def test_a_bucket_grants_at_most_what_it_holds_and_what_was_asked() -> None:
+    clock = FakeClock()
+    bucket = LocalBucket(clock)
+    assert bucket.take("sms", 100.0, 10.0, most=5) == (1, 0.0), "a new bucket holds one"
+    clock.now = 1.0  # refilled to its capacity of 10
+    assert bucket.take("sms", 100.0, 10.0, most=4) == (4, 0.0)
+    assert bucket.take("sms", 100.0, 10.0, most=50) == (6, 0.0)
+    granted, wait = bucket.take("sms", 100.0, 10.0, most=1)
+    assert granted == 0 and wait == pytest.approx(0.01)
+    granted, wait = bucket.take("sms", 100.0, 10.0, most=8)
+    assert granted == 0 and wait == pytest.approx(0.04), "until half the block has accrued"
+
+
+def test_blocks_are_a_hundredth_of_a_second_and_one_below_200_per_second() -> None:
+    assert [block_size(r) for r in (1, 3, 30, 150, 199.9, 200, 250.5, 10_000)] == [
+        1, 1, 1, 1, 1, 2, 2, 100,
+    ]  # fmt: skip
+
+
+class CountingBucket(LocalBucket):
+    def __init__(self, clock: FakeClock) -> None:
+        super().__init__(clock)
+        self.calls = 0
+
+    def take(self, key: str, rate: float, burst: float, most: int = 1) -> tuple[int, float]:
+        self.calls += 1
+        return super().take(key, rate, burst, most)
+
+
+@pytest.mark.parametrize("rate", [200.0, 250.5, 1000.0, 4321.5, 10_000.0])
+@pytest.mark.parametrize("send_cost", [0.0, 0.5, 0.95])
+def test_high_rates_ask_the_bucket_per_block_yet_no_second_holds_more(
+    rate: float, send_cost: float
+) -> None:
+    """Each send takes ``send_cost / rate`` s, so a block's tokens are handed out over time,
+    and the sender sometimes wakes late: still at most floor(rate) + 1 sends in any second,
+    at least 98.5% of the rate, and a bucket call per block or so, not per send."""
+    rng = random.Random(int(rate * 10 + send_cost * 100))
+    clock = LateClock(lambda: rng.choice([0.0, 0.0, 0.0005, 0.002]))
+    bucket = CountingBucket(clock)
+    limiter = RateLimiter(bucket, {Channel.SMS: rate}, sleep=clock.sleep, clock=clock)
+    sends = []
+    for _ in range(int(rate * 4)):
+        limiter.wait(Channel.SMS)
+        sends.append(clock.now)
+        clock.now += send_cost / rate
+    assert _most_in_a_second(sends) <= math.floor(rate) + 1
+    achieved = (len(sends) - 1) / (sends[-1] - sends[0])
+    assert rate * 0.985 <= achieved <= rate
+    # a refusal, then what accrued: half a block or more once the sender waits for it
+    assert bucket.calls <= 8 * len(sends) / block_size(rate) + 2
+
+
+def test_a_block_s_tokens_are_dropped_once_its_time_has_passed() -> None:
+    """A sender that stops for a while must not come back and spend old tokens at once."""
+    clock = FakeClock()
+    bucket = CountingBucket(clock)
+    limiter = RateLimiter(bucket, {Channel.SMS: 1000.0}, sleep=clock.sleep, clock=clock)
+    limiter.wait(Channel.SMS)  # a new bucket holds one token
+    clock.now = 5.0  # now it is full: a block of 10, 9 of them spare
+    limiter.wait(Channel.SMS)
+    limiter.wait(Channel.SMS)
+    assert bucket.calls == 2
+    clock.now += 0.011  # past the block's 10 ms
+    limiter.wait(Channel.SMS)
+    assert bucket.calls == 3
