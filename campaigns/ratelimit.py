@@ -7,7 +7,7 @@ lives in the process, which is right when there is only one process.
 
 At high rates a Redis round trip per message cost a sending process more CPU than the send
 itself, so above 200/s tokens are taken a hundredth of a second's worth at a time
-(``block_size``) and handed out by the process; the bucket then refills that much slower
+(``block_size``) and handed out by the process; the bucket then refills a little slower
 and holds that much more, so no second ever holds more than ``floor(rate) + 1`` sends
 either way (``RateLimiter``).
 """
@@ -93,6 +93,14 @@ def block_size(rate: float) -> int:
     return max(1, math.floor(rate * BLOCK_SECONDS))
 
 
+def bucket_terms(rate: float) -> tuple[int, float, float]:
+    """(block size, refill rate, capacity) of the bucket behind ``rate``: see ``RateLimiter``."""
+    most = block_size(rate)
+    if most == 1:
+        return 1, rate, lateness_allowance(rate)
+    return most, (rate - (most - 1)) / (1 + most / rate), (most - 1) + lateness_allowance(rate)
+
+
 def lateness_allowance(rate: float) -> float:
     """The bucket's capacity: one token, plus what a sender that wakes late may catch up on.
 
@@ -117,11 +125,14 @@ class RateLimiter:
     """Blocks a sender until its channel has a token; never more than ``floor(rate) + 1``
     in any second (``burst``, the bucket's capacity, defaults to ``lateness_allowance``).
 
-    A block of ``k = block_size(rate)`` tokens is one grant of k sends, so the bucket refills
-    at ``rate - (k - 1)`` and holds ``k - 1`` more: any second then holds at most
-    ``(k - 1) + lateness + rate - (k - 1)`` grants, the same bound as one token at a time,
-    at the price of running up to 1% under the rate. A block's tokens not handed out
-    within its own duration (k / rate) are dropped, never spent late."""
+    A block of ``k = block_size(rate)`` tokens is one grant of k sends, handed out within
+    its own duration ``k / rate`` (what is left then is dropped, never spent late). So that
+    no second of hand-outs, in however many processes, holds more than ``floor(rate) + 1``,
+    the bucket holds ``k - 1`` more and refills at ``(rate - (k - 1)) / (1 + k / rate)``:
+    a second of hand-outs draws on at most ``1 + k / rate`` seconds of grants, which is then
+    ``(k - 1) + lateness + rate - (k - 1)``, the bound of one token at a time. The price is
+    running up to 2% under the rate.
+    """
 
     bucket: Bucket
     rates: dict[Channel, float]
@@ -148,9 +159,8 @@ class RateLimiter:
 
     def _ask(self, channel: Channel) -> None:
         rate = self.rates[channel]
-        most = block_size(rate)
-        refill = rate - (most - 1)
-        burst = self.burst if self.burst is not None else (most - 1) + lateness_allowance(refill)
+        most, refill, capacity = bucket_terms(rate)
+        burst = self.burst if self.burst is not None else capacity
         while True:
             granted, delay = self.bucket.take(channel.value, refill, burst, most)
             if granted:

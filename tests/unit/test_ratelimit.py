@@ -10,7 +10,13 @@ from collections.abc import Callable
 import pytest
 
 from campaigns.enums import Channel
-from campaigns.ratelimit import LocalBucket, RateLimiter, block_size, lateness_allowance
+from campaigns.ratelimit import (
+    LocalBucket,
+    RateLimiter,
+    block_size,
+    bucket_terms,
+    lateness_allowance,
+)
 
 
 class FakeClock:
@@ -136,7 +142,7 @@ def test_high_rates_ask_the_bucket_per_block_yet_no_second_holds_more(
 ) -> None:
     """Each send takes ``send_cost / rate`` s, so a block's tokens are handed out over time,
     and the sender sometimes wakes late: still at most floor(rate) + 1 sends in any second,
-    at least 98.5% of the rate, and a bucket call per block or so, not per send."""
+    at least 97.5% of the rate, and a bucket call per block or so, not per send."""
     rng = random.Random(int(rate * 10 + send_cost * 100))
     clock = LateClock(lambda: rng.choice([0.0, 0.0, 0.0005, 0.002]))
     bucket = CountingBucket(clock)
@@ -148,7 +154,7 @@ def test_high_rates_ask_the_bucket_per_block_yet_no_second_holds_more(
         clock.now += send_cost / rate
     assert _most_in_a_second(sends) <= math.floor(rate) + 1
     achieved = (len(sends) - 1) / (sends[-1] - sends[0])
-    assert rate * 0.985 <= achieved <= rate
+    assert rate * 0.975 <= achieved <= rate
     # a refusal, then what accrued: half a block or more once the sender waits for it
     assert bucket.calls <= 8 * len(sends) / block_size(rate) + 2
 
@@ -166,3 +172,49 @@ def test_a_block_s_tokens_are_dropped_once_its_time_has_passed() -> None:
     clock.now += 0.011  # past the block's 10 ms
     limiter.wait(Channel.SMS)
     assert bucket.calls == 3
+
+
+@pytest.mark.parametrize("rate", [200.0, 250.5, 999.9, 4321.5, 10_000.0])
+@pytest.mark.parametrize("late", ["any-block", "a-full-bucket-s-first"])
+def test_blocks_from_many_processes_spent_as_late_as_allowed_keep_every_second(
+    rate: float, late: str
+) -> None:
+    """The worst the limiter allows: three processes take blocks whenever the bucket has
+    tokens, and some blocks are spent at the last moment their duration allows (any of
+    them, at random; or those of a full bucket's first moments, the rest at once)."""
+    rng = random.Random(int(rate))
+    most, refill, capacity = bucket_terms(rate)
+    clock = FakeClock()
+    bucket = LocalBucket(clock)
+    bucket.take("sms", refill, capacity, most)
+    clock.now = start = 5.0  # full
+    spent: list[float] = []
+    while clock.now < start + 3.0:
+        for _process in range(3):
+            granted, _ = bucket.take("sms", refill, capacity, most)
+            early = clock.now < start + most / rate
+            is_late = rng.random() < 0.5 if late == "any-block" else early
+            spent += [clock.now + (most / rate if is_late else 0.0)] * granted
+        clock.now += rng.choice([0.0001, 0.001, 0.003])
+    spent.sort()
+    assert _most_in_a_second(spent) <= math.floor(rate) + 1
+    assert len(spent) / 3.0 >= rate * 0.97
+
+
+def test_without_the_slower_refill_late_blocks_would_break_the_bound() -> None:
+    """The check above can fail: with the plain rate as refill, the blocks of a full
+    bucket's first 10 ms spent late and the next second's spent at once overflow it."""
+    rate = 1000.0
+    most, _, capacity = bucket_terms(rate)
+    clock = FakeClock()
+    bucket = LocalBucket(clock)
+    bucket.take("sms", rate, capacity, most)
+    clock.now = start = 5.0  # full
+    late_until = start + most / rate
+    spent: list[float] = []
+    while clock.now < start + 2.0:
+        granted, _ = bucket.take("sms", rate - (most - 1), capacity, most)
+        spent += [clock.now + most / rate if clock.now < late_until else clock.now] * granted
+        clock.now += 0.0001
+    spent.sort()
+    assert _most_in_a_second(spent) > math.floor(rate) + 1
