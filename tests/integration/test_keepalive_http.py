@@ -18,7 +18,14 @@ from campaigns.channels.base import DeliveryError, OutgoingMessage
 from campaigns.channels.keepalive_http import AnswerLost, Connection
 from campaigns.channels.twilio_sms import TwilioSmsTransport
 from campaigns.enums import Channel
-from tests.fakes.twilio_api import ACCOUNT_SID, AUTH_TOKEN, running
+from tests.fakes.twilio_api import (
+    ACCOUNT_SID,
+    AUTH_TOKEN,
+    INVALID_TO,
+    running,
+    too_many_requests,
+)
+from tests.fakes.twilio_loop import running_on_loop
 from tests.servers import free_port
 
 CREATED = json.dumps({"sid": "SM" + "1" * 32, "status": "queued"}).encode()
@@ -267,3 +274,34 @@ def test_the_fake_twilio_api_is_reached_over_one_connection_per_sending_thread()
             transport.close()
     assert [r.sid for r in fake.requests] == [r.provider_id for r in receipts]
     assert len(fake.connections) == 1
+
+
+def test_the_event_loop_fake_answers_like_the_threaded_one() -> None:
+    """B4 serves Twilio from ``twilio_loop``: the same answers, errors and headers."""
+    with running_on_loop() as fake:
+        fake.fail_next(too_many_requests("7"))
+        fake.fail_for("+16502530009", INVALID_TO)
+        transport = TwilioSmsTransport(
+            account_sid=ACCOUNT_SID,
+            auth_token=AUTH_TOKEN,
+            status_callback="https://clinic.example/webhooks/twilio/status",
+            messaging_service_sid="MG" + "0" * 32,
+            api_base_url=fake.base_url,
+        )
+        try:
+            with pytest.raises(DeliveryError) as limited:
+                transport.send(OutgoingMessage(1, 1, Channel.SMS, "+16502530001", "one"))
+            receipts = [
+                transport.send(OutgoingMessage(i, i, Channel.SMS, "+16502530001", f"hi {i}"))
+                for i in range(3)
+            ]
+            with pytest.raises(DeliveryError) as invalid:
+                transport.send(OutgoingMessage(9, 9, Channel.SMS, "+16502530009", "no"))
+            assert transport.check_credentials() == "active"
+        finally:
+            transport.close()
+    assert (limited.value.permanent, limited.value.retry_after) == (False, 7.0)
+    assert invalid.value.permanent and "21211" in invalid.value.reason
+    assert [r.sid for r in fake.sent] == [r.provider_id for r in receipts]
+    assert [r.form["Body"] for r in fake.sent] == ["hi 0", "hi 1", "hi 2"]
+    assert len(fake.connections) == 1, "kept alive"
