@@ -27,7 +27,7 @@ _GSM7_ALL = _GSM7_BASIC | _GSM7_EXTENSION
 # once more before it is sent, and a per-character Python loop was ~30 µs of it.
 _NOT_GSM7_RE = re.compile("[^" + re.escape("".join(sorted(_GSM7_ALL))) + "]")
 _GSM7_EXTENSION_RE = re.compile("[" + re.escape("".join(sorted(_GSM7_EXTENSION))) + "]")
-_ASTRAL_RE = re.compile("[\U00010000-\U0010FFFF]")
+_ASTRAL_RE = re.compile("[\U00010000-\U0010ffff]")
 
 _GSM7_SINGLE, _GSM7_MULTI = 160, 153  # multi-part loses 7 septets to the UDH
 _UCS2_SINGLE, _UCS2_MULTI = 70, 67  # multi-part loses 3 UTF-16 units to the UDH
