@@ -98,6 +98,7 @@ class FakeTwilio:
         #: Client (host, port) pairs seen: a client that keeps connections alive reuses them.
         self.connections: set[tuple[str, int]] = set()
         self._in_flight: dict[str, int] = {}
+        self._in_flight_total = 0
 
     @property
     def sent(self) -> list[Recorded]:
@@ -153,14 +154,21 @@ class FakeTwilio:
             self.connections.add(client)
             self.same_to_overlaps += bool(self._in_flight.get(to))
             self._in_flight[to] = self._in_flight.get(to, 0) + 1
-            self.max_in_flight = max(self.max_in_flight, sum(self._in_flight.values()))
+            self._in_flight_total += 1
+            self.max_in_flight = max(self.max_in_flight, self._in_flight_total)
         try:
             if self.latency:
                 time.sleep(self.latency)
             yield
         finally:
             with self._lock:
-                self._in_flight[to] -= 1
+                # Counted, not summed over every number ever seen: B4's 100k-text burst made
+                # that sum the fake's largest cost per request.
+                self._in_flight_total -= 1
+                if self._in_flight[to] > 1:
+                    self._in_flight[to] -= 1
+                else:
+                    del self._in_flight[to]
 
     def take_stall(self) -> bool:
         with self._lock:
