@@ -104,18 +104,39 @@ def _connection(port: int, timeout: float = 5) -> Connection:
     return Connection("http", "127.0.0.1", port, timeout=timeout, ca_certs="")
 
 
+@contextmanager
+def connected(script: Script, timeout: float = 5) -> Iterator[tuple[Scripted, Connection]]:
+    """A scripted server and a connection to it, closed afterwards."""
+    with scripted(script) as server:
+        connection = _connection(server.port, timeout)
+        try:
+            yield server, connection
+        finally:
+            connection.close()
+
+
+def _transport(base_url: str) -> TwilioSmsTransport:
+    return TwilioSmsTransport(
+        account_sid=ACCOUNT_SID,
+        auth_token=AUTH_TOKEN,
+        status_callback="https://clinic.example/webhooks/twilio/status",
+        messaging_service_sid="MG" + "0" * 32,
+        api_base_url=base_url,
+    )
+
+
+def _sms(i: int, body: str, to: str = "+16502530001") -> OutgoingMessage:
+    return OutgoingMessage(i, i, Channel.SMS, to, body)
+
+
 def _post(connection: Connection, n: int = 0) -> tuple[int, bytes]:
     status, _, body = connection.exchange("POST", "/Messages.json", FORM, b"To=%%2B1&n=%d" % n)
     return status, body
 
 
 def test_requests_share_one_connection_while_the_server_keeps_it() -> None:
-    with scripted(lambda conn, _: conn.sendall(OK)) as server:
-        connection = _connection(server.port)
-        try:
-            assert [_post(connection, n) for n in range(3)] == [(201, CREATED)] * 3
-        finally:
-            connection.close()
+    with connected(lambda conn, _: conn.sendall(OK)) as (server, connection):
+        assert [_post(connection, n) for n in range(3)] == [(201, CREATED)] * 3
     assert server.connections == 1
     assert [r.split(b"\r\n\r\n")[1] for r in server.requests] == [b"To=%2B1&n=0", b"To=%2B1&n=1",
                                                                  b"To=%2B1&n=2"]  # fmt: skip
@@ -132,26 +153,18 @@ def test_a_connection_the_server_closed_while_idle_is_replaced_not_failed() -> N
         conn.sendall(OK)
         conn.close()
 
-    with scripted(answer_then_hang_up) as server:
-        connection = _connection(server.port)
-        try:
-            first = _post(connection, 0)
-            time.sleep(0.1)  # the server's FIN arrives while the connection is idle
-            second = _post(connection, 1)
-        finally:
-            connection.close()
+    with connected(answer_then_hang_up) as (server, connection):
+        first = _post(connection, 0)
+        time.sleep(0.1)  # the server's FIN arrives while the connection is idle
+        second = _post(connection, 1)
     assert first == second == (201, CREATED)
     assert (server.connections, len(server.requests)) == (2, 2), "each request sent once"
 
 
 def test_a_connection_close_answer_is_honoured() -> None:
     closing = OK.replace(b"Content-Type", b"Connection: close\r\nContent-Type")
-    with scripted(lambda conn, _: conn.sendall(closing)) as server:
-        connection = _connection(server.port)
-        try:
-            assert [_post(connection, n) for n in range(2)] == [(201, CREATED)] * 2
-        finally:
-            connection.close()
+    with connected(lambda conn, _: conn.sendall(closing)) as (server, connection):
+        assert [_post(connection, n) for n in range(2)] == [(201, CREATED)] * 2
     assert server.connections == 2
 
 
@@ -171,12 +184,8 @@ def test_chunked_and_close_delimited_answers_are_read_whole(answer: bytes) -> No
         if b"chunked" not in answer:
             conn.close()
 
-    with scripted(send) as server:
-        connection = _connection(server.port)
-        try:
-            status, headers, body = connection.exchange("GET", "/x", {}, None)
-        finally:
-            connection.close()
+    with connected(send) as (_, connection):
+        status, headers, body = connection.exchange("GET", "/x", {}, None)
     assert (status, body) == (201, CREATED)
     assert ("chunked" in headers.get("transfer-encoding", "")) == (b"chunked" in answer)
 
@@ -194,23 +203,13 @@ def test_an_answer_lost_after_the_request_was_written_is_delivery_unknown(
     script: Script,
 ) -> None:
     """The provider may have queued the text: the transport must not report "try again"."""
-    with scripted(script) as server:
-        connection = _connection(server.port)
-        try:
-            with pytest.raises(AnswerLost):
-                _post(connection)
-        finally:
-            connection.close()
-        transport = TwilioSmsTransport(
-            account_sid=ACCOUNT_SID,
-            auth_token=AUTH_TOKEN,
-            status_callback="https://clinic.example/webhooks/twilio/status",
-            messaging_service_sid="MG" + "0" * 32,
-            api_base_url=f"http://127.0.0.1:{server.port}",
-        )
+    with connected(script) as (server, connection):
+        with pytest.raises(AnswerLost):
+            _post(connection)
+        transport = _transport(f"http://127.0.0.1:{server.port}")
         try:
             with pytest.raises(DeliveryError) as caught:
-                transport.send(OutgoingMessage(1, 1, Channel.SMS, "+16502530001", "hello"))
+                transport.send(_sms(1, "hello"))
         finally:
             transport.close()
     assert caught.value.permanent and caught.value.ambiguous
@@ -224,28 +223,20 @@ def test_a_stalled_answer_times_out_and_the_next_request_gets_a_fresh_connection
             time.sleep(0.5)  # answers after the client gave up, on a connection it closed
         conn.sendall(OK)
 
-    with scripted(stall_first) as server:
-        connection = _connection(server.port, timeout=0.2)
-        try:
-            with pytest.raises(ReadTimeoutError):
-                _post(connection, 0)
-            assert _post(connection, 1) == (201, CREATED)
-        finally:
-            connection.close()
+    with connected(stall_first, 0.2) as (server, connection):
+        with pytest.raises(ReadTimeoutError):
+            _post(connection, 0)
+        assert _post(connection, 1) == (201, CREATED)
     assert server.connections == 2
 
 
 def test_a_line_break_in_a_header_is_refused_before_anything_is_sent() -> None:
-    with scripted(lambda conn, _: conn.sendall(OK)) as server:
-        connection = _connection(server.port)
-        try:
-            for bad in ({"X-Note": "a\r\nX-Injected: 1"}, {"X-Note": "a\nb"}):
-                with pytest.raises(ValueError, match="line break"):
-                    connection.exchange("POST", "/x", bad, b"")
+    with connected(lambda conn, _: conn.sendall(OK)) as (server, connection):
+        for bad in ({"X-Note": "a\r\nX-Injected: 1"}, {"X-Note": "a\nb"}):
             with pytest.raises(ValueError, match="line break"):
-                connection.exchange("GET", "/x HTTP/1.1\r\nX-Injected: 1", {}, None)
-        finally:
-            connection.close()
+                connection.exchange("POST", "/x", bad, b"")
+        with pytest.raises(ValueError, match="line break"):
+            connection.exchange("GET", "/x HTTP/1.1\r\nX-Injected: 1", {}, None)
     assert server.connections == 0 and server.requests == []
 
 
@@ -258,18 +249,9 @@ def test_nothing_listening_is_a_connection_error_not_a_lost_answer() -> None:
 
 def test_the_fake_twilio_api_is_reached_over_one_connection_per_sending_thread() -> None:
     with running() as fake:
-        transport = TwilioSmsTransport(
-            account_sid=ACCOUNT_SID,
-            auth_token=AUTH_TOKEN,
-            status_callback="https://clinic.example/webhooks/twilio/status",
-            messaging_service_sid="MG" + "0" * 32,
-            api_base_url=fake.base_url,
-        )
+        transport = _transport(fake.base_url)
         try:
-            receipts = [
-                transport.send(OutgoingMessage(i, i, Channel.SMS, "+16502530001", f"hi {i}"))
-                for i in range(5)
-            ]
+            receipts = [transport.send(_sms(i, f"hi {i}")) for i in range(5)]
         finally:
             transport.close()
     assert [r.sid for r in fake.requests] == [r.provider_id for r in receipts]
@@ -281,22 +263,13 @@ def test_the_event_loop_fake_answers_like_the_threaded_one() -> None:
     with running_on_loop() as fake:
         fake.fail_next(too_many_requests("7"))
         fake.fail_for("+16502530009", INVALID_TO)
-        transport = TwilioSmsTransport(
-            account_sid=ACCOUNT_SID,
-            auth_token=AUTH_TOKEN,
-            status_callback="https://clinic.example/webhooks/twilio/status",
-            messaging_service_sid="MG" + "0" * 32,
-            api_base_url=fake.base_url,
-        )
+        transport = _transport(fake.base_url)
         try:
             with pytest.raises(DeliveryError) as limited:
-                transport.send(OutgoingMessage(1, 1, Channel.SMS, "+16502530001", "one"))
-            receipts = [
-                transport.send(OutgoingMessage(i, i, Channel.SMS, "+16502530001", f"hi {i}"))
-                for i in range(3)
-            ]
+                transport.send(_sms(1, "one"))
+            receipts = [transport.send(_sms(i, f"hi {i}")) for i in range(3)]
             with pytest.raises(DeliveryError) as invalid:
-                transport.send(OutgoingMessage(9, 9, Channel.SMS, "+16502530009", "no"))
+                transport.send(_sms(9, "no", to="+16502530009"))
             assert transport.check_credentials() == "active"
         finally:
             transport.close()
