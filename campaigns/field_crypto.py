@@ -37,6 +37,9 @@ DEV_KEY_FILE = ".field_keys"
 GCM_PREFIX = "g1:"
 _GCM_AAD = GCM_PREFIX.encode()
 _NONCE = 12
+#: What opening a token raises when it is not ours to read: wrong key, damaged, or not a
+#: token at all (bad base64 and non-ASCII text are ValueErrors).
+_UNREADABLE = (InvalidToken, InvalidTag, ValueError)
 
 
 class FieldKeyError(RuntimeError):
@@ -111,7 +114,7 @@ class FieldKeys:
     def decrypt(self, token: str) -> str:
         try:
             return self._open(token).decode()
-        except (InvalidToken, InvalidTag, ValueError) as exc:  # binascii/Unicode errors too
+        except _UNREADABLE as exc:
             raise FieldKeyError(
                 f"stored patient contact data cannot be decrypted: is {ENV_PREFIX}DATA_KEYS "
                 "the key set this database was written with?"
@@ -133,7 +136,7 @@ class FieldKeys:
         """Re-encrypt under the newest key and format (a no-op in meaning, a new token in fact)."""
         try:
             return self.encrypt(self._open(token).decode())
-        except (InvalidToken, InvalidTag, ValueError) as exc:
+        except _UNREADABLE as exc:
             raise FieldKeyError("a stored value is not readable with any configured key") from exc
 
     def lookup_hash(self, kind: str, value: str, *, key: int = 0) -> str:

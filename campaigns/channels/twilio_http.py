@@ -7,7 +7,7 @@ merged per request, cookie jars, hooks, a dozen ``isinstance`` checks against a
 runtime-checkable protocol, each ~10 µs on Python 3.11) was ~0.8 ms of the ~1.6 ms of CPU an SMS
 cost the sending process; urllib3 did the same exchange for about half (``bench/README.md``,
 "B4 on urllib3 and written emails"), and a direct connection parsed by httptools
-(``keepalive_http``) for a seventh of that ("SMS over a kept-alive connection"). Through a
+(``keepalive_http``) for about a fifth of that ("SMS over a kept-alive connection"). Through a
 proxy, urllib3 still carries it: proxies are rare, and its CONNECT tunnelling is proven.
 
 Behaviour kept from requests: proxies and the CA bundle come from the environment (read once:
