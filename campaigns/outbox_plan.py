@@ -7,17 +7,18 @@ planned twice, whether one row goes in (``plan``, a savepoint) or a tick's batch
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, cast
 
 from sqlalchemy import Table, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from campaigns import sqlite_bulk
 from campaigns.enums import MessagePurpose, MessageStatus
 from campaigns.models import OutboxMessage
 from campaigns.pgbulk import unnest_rows
@@ -113,43 +114,23 @@ def plan_many(session: Session, messages: Sequence[NewMessage], *, now: datetime
         for m in messages
     ]
     if session.get_bind().dialect.name == "postgresql":
-        inserted = _insert_unnest(session, rows)
+        inserted = [tuple(r) for r in _insert_unnest(session, rows)]
     else:
-        statement = (
-            sqlite.insert(_OUTBOX)
-            .on_conflict_do_nothing(index_elements=_STEP_KEY)
-            .returning(*_RETURNED)
+        inserted = sqlite_bulk.insert_returning(
+            session.connection(), _OUTBOX, rows, conflict=_STEP_KEY, returning=_RETURNED
         )
-        inserted = [r for page in _pages(rows) for r in session.execute(statement, page).all()]
     inserted.sort()
     return Planned(
         ids=[i for i, _ in inserted], handed=[i for i, lease in inserted if lease is not None]
     )
 
 
-#: The largest page ``_pages`` makes.
-SQLITE_PAGE = 256
-
-
-def _pages(rows: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
-    """SQLite: the batch in pages of 256, 128, .. 1 rows. Each row count is another multi-row
-    ``INSERT .. VALUES`` text, and Python's ``sqlite3`` keeps the last 128 statements it
-    prepared per connection: one of ~400 outbox rows holds ~0.7 MB of C memory, so a worker
-    whose batches came in many sizes grew by tens of MB (B7 at 10k patients). Nine sizes
-    hold under 1 MB together, and a batch of up to 511 rows is at most nine statements."""
-    start = 0
-    while start < len(rows):
-        size = 1 << (min(len(rows) - start, SQLITE_PAGE).bit_length() - 1)
-        yield rows[start : start + size]
-        start += size
-
-
-_STEP_KEY = ["enrollment_id", "step_id", "occurrence"]
+_STEP_KEY = ("enrollment_id", "step_id", "occurrence")
 #: The columns a planned row is inserted with.
 _PLANNED_COLUMNS = ("patient_id", "enrollment_id", "step_id", "occurrence", "purpose", "channel",
                     "subject", "body_text", "body_html", "status", "planned_at", "local_date",
                     "attempts", "lease_until")  # fmt: skip
-_RETURNED = (_OUTBOX.c.id, _OUTBOX.c.lease_until)
+_RETURNED = ("id", "lease_until")
 
 
 def _insert_unnest(session: Session, rows: list[dict[str, Any]]) -> list[Row[Any]]:
@@ -159,7 +140,7 @@ def _insert_unnest(session: Session, rows: list[dict[str, Any]]) -> list[Row[Any
     statement = (
         postgresql.insert(_OUTBOX)
         .from_select(list(_PLANNED_COLUMNS), select(*source.c))
-        .on_conflict_do_nothing(index_elements=_STEP_KEY)
-        .returning(*_RETURNED)
+        .on_conflict_do_nothing(index_elements=list(_STEP_KEY))
+        .returning(*(_OUTBOX.c[c] for c in _RETURNED))
     )
     return list(session.execute(statement).all())

@@ -9,9 +9,10 @@ from sqlalchemy import event, func, select
 
 from campaigns.enums import Channel
 from campaigns.models import OutboxMessage, ProgramStep
-from campaigns.outbox_plan import SQLITE_PAGE, NewMessage, Planned, plan_many
+from campaigns.outbox_plan import NewMessage, Planned, plan_many
 from campaigns.rendering import RenderedMessage
 from campaigns.runtime import Runtime
+from campaigns.sqlite_bulk import PAGE
 from tests.factories import load_program, make_enrollment
 
 NOW = datetime(2025, 3, 3, 15, 0, tzinfo=UTC)
@@ -65,7 +66,7 @@ def test_batches_of_every_size_store_each_new_row_once(rt: Runtime) -> None:
         assert session.scalar(select(func.count(func.distinct(OutboxMessage.id)))) == first
     if rt.engine.dialect.name == "sqlite":
         # one statement text per page size (1, 2, 4, .. 256), not one per batch size
-        assert len(set(inserts)) <= SQLITE_PAGE.bit_length() < len(SIZES)
+        assert len(set(inserts)) <= PAGE.bit_length() < len(SIZES)
 
 
 def test_rows_planned_with_a_lease_are_the_ones_handed_out(rt: Runtime) -> None:

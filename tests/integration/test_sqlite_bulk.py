@@ -30,7 +30,7 @@ from campaigns.enrollments import _write_states
 from campaigns.enums import Channel
 from campaigns.models import Enrollment, UTCDateTime
 from campaigns.runtime import Runtime
-from campaigns.sqlite_bulk import executemany
+from campaigns.sqlite_bulk import PAGE, executemany, insert_returning
 from tests.factories import load_program, make_enrollment
 
 NOW = datetime(2026, 3, 2, 14, 0, tzinfo=UTC)
@@ -76,6 +76,36 @@ def test_inserts_store_what_sqlalchemy_stores(tmp_path: Path) -> None:
     assert stored["driver"] == stored["sqlalchemy"] and len(stored["driver"]) == 39
     assert stored["driver raw"] == stored["sqlalchemy raw"]
     assert stored["driver"][0].at == NOW and stored["driver"][3].data is None
+
+
+def test_paged_inserts_store_what_sqlalchemy_stores_and_return_only_new_rows(
+    tmp_path: Path,
+) -> None:
+    """Pages of 256, 128, .. 1 rows (300 rows: 256 + 32 + 8 + 4), conflicting rows skipped
+    and not returned, the returned values as the driver reads them."""
+    many = [{**row, "id": i} for i, row in enumerate(_rows() * 8, start=1)][:300]
+    stored = {}
+    for name in ("sqlalchemy", "driver"):
+        engine = create_engine(f"sqlite:///{tmp_path / name}.db")
+        table = _table()
+        table.metadata.create_all(engine)
+        with engine.begin() as conn:
+            if name == "sqlalchemy":
+                conn.execute(insert(table), many)
+            else:
+                first = insert_returning(
+                    conn, table, many[:5], conflict=("id",), returning=("id", "note")
+                )
+                assert first == [(i, many[i - 1]["note"]) for i in range(1, 6)]
+                again = insert_returning(conn, table, many, conflict=("id",), returning=("id",))
+                assert sorted(again) == [(i,) for i in range(6, 301)]
+        with engine.connect() as conn:
+            stored[name] = conn.execute(select(table).order_by(table.c.id)).all()
+            stored[name + " raw"] = conn.exec_driver_sql("SELECT * FROM t ORDER BY id").all()
+        engine.dispose()
+    assert len(stored["driver"]) == 300 > PAGE
+    assert stored["driver"] == stored["sqlalchemy"]
+    assert stored["driver raw"] == stored["sqlalchemy raw"]
 
 
 def test_updates_report_the_rows_they_changed_and_keep_constants(tmp_path: Path) -> None:
