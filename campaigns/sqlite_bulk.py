@@ -95,9 +95,7 @@ def _multi_row(
 ) -> str:  # fmt: skip
     """The statement for ``size`` rows, compiled by SQLAlchemy once per process; its
     placeholders must be row after row, column after column, which is checked here."""
-    values: list[dict[str, Any]] = [
-        {n: bindparam(f"r{i}_{n}") for n in names} for i in range(size)
-    ]
+    values: list[dict[str, Any]] = [{n: bindparam(f"r{i}_{n}") for n in names} for i in range(size)]
     statement = (
         sqlite.insert(table)
         .values(values)

@@ -126,6 +126,32 @@ def test_units_match_the_encoding(text: str) -> None:
     assert (info.segments == 0) == (text == "")
 
 
+def _packed(costs: list[int], single: int, multi: int) -> int:
+    """Carrier packing written out independently: a 2-unit character never splits."""
+    if sum(costs) <= single:
+        return 1 if costs else 0
+    segments, used = 1, 0
+    for cost in costs:
+        if used + cost > multi:
+            segments, used = segments + 1, 0
+        used += cost
+    return segments
+
+
+@given(st.text(alphabet=GSM_BASIC + GSM_EXTENSION, max_size=700))
+def test_gsm_with_and_without_escapes_packs_like_the_carrier(text: str) -> None:
+    costs = [2 if ch in GSM_EXTENSION else 1 for ch in text]
+    assert count_segments(text).segments == _packed(costs, 160, 153)
+
+
+@given(st.text(alphabet=st.sampled_from("жa€ ✨" + EMOJI), max_size=400))
+def test_ucs2_with_and_without_surrogates_packs_like_the_carrier(text: str) -> None:
+    costs = [2 if ord(ch) > 0xFFFF else 1 for ch in text]
+    info = count_segments(text)
+    if info.encoding == "UCS-2":
+        assert info.segments == _packed(costs, 70, 67)
+
+
 @given(st.text(max_size=300))
 def test_normalize_sms_is_idempotent(text: str) -> None:
     once = normalize_sms(text)
