@@ -36,7 +36,7 @@ from campaigns.runtime import Runtime
 from campaigns.scheduler import tick
 from config.beat import QUEUES
 from config.settings import REPO_ROOT
-from tests.fakes.smtp_server import smtp_server
+from tests.fakes.smtp_sink import smtp_sink
 from tests.fakes.twilio_api import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
 from tests.fakes.twilio_loop import running_on_loop
 from worker.app import SEND_TASK, create_app
@@ -258,7 +258,7 @@ def run(
     ceiling = redis_round_trips(REDIS_URL, 0.3 if smoke else 2.0)
     with ExitStack() as stack:
         twilio = stack.enter_context(running_on_loop())
-        smtp = stack.enter_context(smtp_server(uv=True))
+        smtp = stack.enter_context(smtp_sink())
         env = worker_env(rt, REDIS_URL, twilio, smtp.port)
         worker = stack.enter_context(process(
             ["worker", "-Q", QUEUES, "-c", "2", "--loglevel=WARNING",

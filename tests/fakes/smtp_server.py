@@ -17,7 +17,6 @@ from email.message import EmailMessage
 from email.parser import BytesParser
 from typing import Any, Literal
 
-import uvloop
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 from pydantic import SecretStr
@@ -145,11 +144,9 @@ def smtp_server(
     tls: ssl.SSLContext | None = None,
     require_auth: bool = False,
     port: int | None = None,
-    uv: bool = False,
 ) -> Iterator[SmtpServer]:
     """Run aiosmtpd on a free port; AUTH is only offered after STARTTLS, as on port 587.
-    ``uv`` runs it on uvloop: less CPU per message where it shares cores with what is
-    measured (B4).
+    (B4 uses ``smtp_sink``, which costs the shared cores a third of this per message.)
 
     (aiosmtpd counts only STARTTLS as TLS for AUTH; requiring AUTH over implicit TLS would
     need ``auth_require_tls=False``, whose warning the test settings turn into an error.)
@@ -164,8 +161,6 @@ def smtp_server(
         kwargs.update(tls_context=tls, require_starttls=True)
     if require_auth:
         kwargs.update(authenticator=_authenticate, auth_required=True)
-    if uv:
-        kwargs["loop"] = uvloop.new_event_loop()
     controller = _Controller(handler, hostname="127.0.0.1", port=port, **kwargs)
     controller.start()
     try:

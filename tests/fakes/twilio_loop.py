@@ -14,16 +14,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http import HTTPStatus
-from typing import Any, cast
+from typing import cast
 from urllib.parse import parse_qs
 
 import httptools
-import uvloop
 
+from tests.fakes.loop_server import serving_on_loop
 from tests.fakes.twilio_api import FakeTwilio, Response
 
 
@@ -58,7 +57,7 @@ class _Exchange(asyncio.Protocol):
             self.parser.feed_data(data)
         except httptools.HttpParserError:
             self._write(Response(400, {"code": 400, "message": "bad request", "status": 400}))
-            self._close()
+            self.close_now()
 
     def on_message_begin(self) -> None:
         self._reset()
@@ -87,7 +86,7 @@ class _Exchange(asyncio.Protocol):
             response = self.fake.account(path, authorization)
         self._write(response)
         if not self.keep_alive:
-            self._close()
+            self.close_now()
 
     def _write(self, response: Response) -> None:
         payload = json.dumps(response.body).encode()
@@ -100,7 +99,7 @@ class _Exchange(asyncio.Protocol):
         if self.transport is not None:
             self.transport.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + payload)
 
-    def _close(self) -> None:
+    def close_now(self) -> None:
         if self.transport is not None:
             self.transport.close()
 
@@ -109,39 +108,6 @@ class _Exchange(asyncio.Protocol):
 def running_on_loop(fake: FakeTwilio | None = None) -> Iterator[FakeTwilio]:
     """Serve ``fake`` on a free loopback port from a thread running one event loop."""
     fake = fake or FakeTwilio()
-    loop = uvloop.new_event_loop()  # the C event loop: less of the shared CPU per request
-    ready = threading.Event()
-    box: dict[str, Any] = {}
-    connections: set[_Exchange] = set()
-
-    async def start() -> None:
-        server = await loop.create_server(
-            lambda: _Exchange(fake, connections), "127.0.0.1", 0, backlog=128
-        )
-        box["server"] = server
-        box["port"] = server.sockets[0].getsockname()[1]
-        ready.set()
-
-    def run() -> None:
-        asyncio.set_event_loop(loop)
-        loop.run_until_complete(start())
-        loop.run_forever()
-
-    thread = threading.Thread(target=run, name="fake-twilio-loop", daemon=True)
-    thread.start()
-    if not ready.wait(10):
-        raise RuntimeError("the fake Twilio loop did not start")
-    fake.base_url = f"http://127.0.0.1:{box['port']}"
-    try:
+    with serving_on_loop(lambda open_: _Exchange(fake, open_), "fake-twilio-loop") as port:
+        fake.base_url = f"http://127.0.0.1:{port}"
         yield fake
-    finally:
-
-        def stop() -> None:
-            box["server"].close()
-            for connection in list(connections):
-                connection._close()
-            loop.call_soon(loop.stop)  # after the transports' own close callbacks
-
-        loop.call_soon_threadsafe(stop)
-        thread.join(10)
-        loop.close()
