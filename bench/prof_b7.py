@@ -4,7 +4,7 @@ Runs ``b7_soak.soak`` in this process under tracemalloc and prints, for ticks, d
 replies, the most Python memory one of them held at once (with the allocations behind the
 largest), then RSS against what tracemalloc still traces. RSS growing while the traced
 total stays small means the memory is outside Python's heap (a C library's caches); that is
-how the SQLite driver's prepared statements were found (``bench/README.md``, B7 at 10k).
+how the SQLite driver's prepared statements were found (``bench/HISTORY.md``, B7 at 10k).
 """
 
 from __future__ import annotations

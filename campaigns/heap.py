@@ -3,7 +3,7 @@
 A worker's long-lived heap (SQLAlchemy's mappers and statement caches, Jinja2's compiled
 templates, Celery, twilio) is ~150k objects that live as long as the process, and every full
 collection walks all of them: ~85 ms each here, a fifth of a 2,000-message pass of the batch
-path when one fell in it (``bench/README.md``, "... a frozen start-up heap").
+path when one fell in it (``bench/HISTORY.md``, "... a frozen start-up heap").
 Frozen objects are skipped by the collector but still freed by reference counting. Freezing
 before a fork also keeps the collector from writing to pages the children share.
 """

@@ -15,9 +15,10 @@ from functools import lru_cache
 from itertools import chain
 from typing import Any
 
-from sqlalchemy import Connection, CursorResult, Table, bindparam
+from sqlalchemy import Connection, CursorResult, Dialect, Table, bindparam
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.sql.dml import UpdateBase
+from sqlalchemy.types import TypeEngine
 
 from campaigns.bind_values import converted
 
@@ -39,9 +40,14 @@ def executemany(
             values = [row[name] for row in rows]
         else:
             values = [bind.effective_value] * len(rows)
-        process = bind.type.dialect_impl(dialect).bind_processor(dialect)
-        columns.append(values if process is None else converted(values, process))
+        columns.append(_as_stored(dialect, bind.type, values))
     return connection.exec_driver_sql(compiled.string, list(zip(*columns, strict=True)))
+
+
+def _as_stored(dialect: Dialect, type_: TypeEngine[Any], values: list[Any]) -> list[Any]:
+    """A column's values through its type's bind processor, once per distinct value."""
+    process = type_.dialect_impl(dialect).bind_processor(dialect)
+    return values if process is None else converted(values, process)
 
 
 def insert_returning(
@@ -54,7 +60,8 @@ def insert_returning(
 ) -> list[tuple[Any, ...]]:
     """Multi-row ``INSERT .. ON CONFLICT (conflict) DO NOTHING RETURNING returning`` of
     ``rows`` (all with the same keys), in pages of 256, 128, .. 1 rows; returned values
-    come back as the driver gives them (no result processing).
+    come back as the driver gives them (no result processing). SQLAlchemy's own multi-row
+    insert binds value by value, about half of the tick's outbox insert on SQLite.
 
     Each page size is one statement text: Python's ``sqlite3`` keeps the last 128 statements
     it prepared per connection, and one of ~400 outbox rows holds ~0.7 MB of C memory, so a
@@ -63,13 +70,11 @@ def insert_returning(
     """
     if not rows:
         return []
-    dialect = connection.dialect
     names = tuple(rows[0])
-    columns = []
-    for name in names:
-        values = [row[name] for row in rows]
-        process = table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
-        columns.append(values if process is None else converted(values, process))
+    columns = [
+        _as_stored(connection.dialect, table.c[name].type, [row[name] for row in rows])
+        for name in names
+    ]
     tuples = list(zip(*columns, strict=True))
     out: list[tuple[Any, ...]] = []
     for start, size in _pages(len(tuples)):

@@ -3,7 +3,7 @@
 The SMS path posts one small form and reads one small JSON answer per text. Through urllib3
 and ``http.client`` that exchange cost ~450 µs of the sender's CPU (header objects, the stdlib
 email parser for response headers, pool bookkeeping); written as bytes and parsed in C it is
-~90 µs (``bench/README.md``, "SMS over a kept-alive connection"). What the transport relies
+~90 µs (``bench/HISTORY.md``, "SMS over a kept-alive connection"). What the transport relies
 on is kept: TLS verified against the configured CA bundle, a connection the server closed is
 replaced before it is reused (never after a request was written), timeouts per socket
 operation, and failures raised as the urllib3 exceptions the transport already tells apart:

@@ -5,7 +5,7 @@ the resource classes, form encoding of the API's parameters, auth and error pars
 twilio's own. Only the transport below them changes: requests' session machinery (settings
 merged per request, cookie jars, hooks, a dozen ``isinstance`` checks against a
 runtime-checkable protocol, each ~10 µs on Python 3.11) was ~0.8 ms of the ~1.6 ms of CPU an SMS
-cost the sending process; urllib3 did the same exchange for about half (``bench/README.md``,
+cost the sending process; urllib3 did the same exchange for about half (``bench/HISTORY.md``,
 "B4 on urllib3 and written emails"), and a direct connection parsed by httptools
 (``keepalive_http``) for about a fifth of that ("SMS over a kept-alive connection"). Through a
 proxy, urllib3 still carries it: proxies are rare, and its CONNECT tunnelling is proven.

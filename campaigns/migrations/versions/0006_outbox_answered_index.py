@@ -6,7 +6,7 @@ Create Date: 2026-11-26 08:30:00
 
 Without it the lookup combined the patient index with the status index, and on PostgreSQL
 with stale statistics (autovacuum off, or before it runs) that read every sent row's entry:
-20 ms per reply at 200k sent rows, 0.05 ms with this index (bench/README.md, B7).
+20 ms per reply at 200k sent rows, 0.05 ms with this index (bench/HISTORY.md, B7).
 """
 
 from collections.abc import Sequence
