@@ -10,12 +10,13 @@ those columns. The claim itself is unchanged: ordered by ``next_due_at`` and loc
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from datetime import date, datetime, time
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, select, text
 from sqlalchemy.orm import Session, selectinload
 
 from campaigns import pacing
@@ -64,28 +65,52 @@ class DueEnrollment:
 
 _ENROLLMENT_COLUMNS = ["id", "patient_id", "version_id", "state", "row_version", "ended_at"]
 _PATIENT_COLUMNS = ["id", "first_name", "preferred_channel", "timezone", "send_time"]
+_NAMES = [*_ENROLLMENT_COLUMNS, *STATE_FIELDS]
 
 
-def claim_due(session: Session, *, now: datetime, limit: int) -> list[DueEnrollment]:
-    """The earliest due enrollments (locked, skipping rows another worker holds)."""
-    enrollment_cols = [getattr(Enrollment, c) for c in [*_ENROLLMENT_COLUMNS, *STATE_FIELDS]]
-    patient_cols = [getattr(Patient, c) for c in _PATIENT_COLUMNS]
+def due_query(*, now: datetime, limit: int, locking: bool) -> Select[Any]:
+    """The claim's statement. Its order is ``ix_enrollments_due``'s, (next_due_at, id), so a
+    batch is read off the index however many rows are due (everyone at 09:00)."""
     query = (
-        select(*enrollment_cols, *patient_cols)
+        select(
+            *(getattr(Enrollment, c) for c in _NAMES),
+            *(getattr(Patient, c) for c in _PATIENT_COLUMNS),
+        )
         .join(Patient, Patient.id == Enrollment.patient_id)
         .where(Enrollment.next_due_at.is_not(None), Enrollment.next_due_at <= now)
         .order_by(Enrollment.next_due_at, Enrollment.id)
         .limit(limit)
     )
-    if session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True, of=Enrollment)
-    rows = session.execute(query).all()
+    return query.with_for_update(skip_locked=True, of=Enrollment) if locking else query
+
+
+@contextmanager
+def in_index_order(session: Session) -> Iterator[None]:
+    """PostgreSQL plans the statements run inside without sorting where it can avoid it.
+
+    Statistics taken before a send time filled up (a bulk enrolment, everyone at 09:00) say
+    almost nothing is due, and for "almost nothing" PostgreSQL may collect every due row and
+    sort it: ~100 ms per batch at 50k due, against ~2 ms read off ``ix_enrollments_due``,
+    whose order is the claim's. With sorting ruled out, the index is the plan.
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        yield
+        return
+    session.execute(text("SET LOCAL enable_sort = off"))
+    yield  # no finally: after an error the transaction is rolled back, and the setting with it
+    session.execute(text("RESET enable_sort"))
+
+
+def claim_due(session: Session, *, now: datetime, limit: int) -> list[DueEnrollment]:
+    """The earliest due enrollments (locked, skipping rows another worker holds)."""
+    postgresql = session.get_bind().dialect.name == "postgresql"
+    with in_index_order(session):
+        rows = session.execute(due_query(now=now, limit=limit, locking=postgresql)).all()
     versions = load_versions(session, {row.version_id for row in rows})
-    split = len(enrollment_cols)
-    names = [*_ENROLLMENT_COLUMNS, *STATE_FIELDS]
+    split = len(_NAMES)
     claimed = []
     for row in rows:
-        values: dict[str, Any] = dict(zip(names, row[:split], strict=True))
+        values: dict[str, Any] = dict(zip(_NAMES, row[:split], strict=True))
         patient = DuePatient(*row[split:])
         claimed.append(
             DueEnrollment(**values, patient=patient, version=versions[values["version_id"]])

@@ -263,9 +263,12 @@ class Enrollment(Base):
 
     __mapper_args__ = {"version_id_col": row_version}  # noqa: RUF012 - SQLAlchemy reads it
     __table_args__ = (
+        # In the tick's claim order (next_due_at, id), so PostgreSQL reads a batch off the
+        # index instead of sorting every due row (migration 0007).
         Index(
             "ix_enrollments_due",
             "next_due_at",
+            "id",
             sqlite_where=text("next_due_at IS NOT NULL"),
             postgresql_where=text("next_due_at IS NOT NULL"),
         ),
