@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from typing import Any, cast
@@ -11,6 +12,7 @@ from sqlalchemy import (
     JSON,
     Boolean,
     Column,
+    Connection,
     Date,
     Integer,
     MetaData,
@@ -56,25 +58,36 @@ def _rows() -> list[dict[str, Any]]:
     ]  # fmt: skip
 
 
-def test_inserts_store_what_sqlalchemy_stores(tmp_path: Path) -> None:
-    stored = {}
+def _stored_both_ways(
+    tmp_path: Path, rows: list[dict[str, Any]], driver: Callable[[Connection, Table], None]
+) -> dict[str, list[Any]]:
+    """``rows`` written by SQLAlchemy's executemany and by ``driver`` into fresh databases;
+    what each reads back, and (``.. raw``) the values as stored, not only as they read back."""
+    stored: dict[str, list[Any]] = {}
     for name in ("sqlalchemy", "driver"):
         engine = create_engine(f"sqlite:///{tmp_path / name}.db")
         table = _table()
         table.metadata.create_all(engine)
         with engine.begin() as conn:
             if name == "sqlalchemy":
-                conn.execute(insert(table), _rows())
+                conn.execute(insert(table), rows)
             else:
-                values = {c.name: bindparam(c.name) for c in table.columns}
-                assert executemany(conn, insert(table).values(values), _rows()).rowcount == 39
+                driver(conn, table)
         with engine.connect() as conn:
-            stored[name] = conn.execute(select(table).order_by(table.c.id)).all()
-            raw = conn.exec_driver_sql("SELECT at, data FROM t ORDER BY id").all()
+            stored[name] = list(conn.execute(select(table).order_by(table.c.id)))
+            stored[name + " raw"] = list(conn.exec_driver_sql("SELECT * FROM t ORDER BY id"))
         engine.dispose()
-        stored[name + " raw"] = raw  # the bytes on disk, not only what reads back
-    assert stored["driver"] == stored["sqlalchemy"] and len(stored["driver"]) == 39
     assert stored["driver raw"] == stored["sqlalchemy raw"]
+    assert stored["driver"] == stored["sqlalchemy"] and len(stored["driver"]) == len(rows)
+    return stored
+
+
+def test_inserts_store_what_sqlalchemy_stores(tmp_path: Path) -> None:
+    def driver(conn: Connection, table: Table) -> None:
+        values = {c.name: bindparam(c.name) for c in table.columns}
+        assert executemany(conn, insert(table).values(values), _rows()).rowcount == 39
+
+    stored = _stored_both_ways(tmp_path, _rows(), driver)
     assert stored["driver"][0].at == NOW and stored["driver"][3].data is None
 
 
@@ -84,28 +97,14 @@ def test_paged_inserts_store_what_sqlalchemy_stores_and_return_only_new_rows(
     """Pages of 256, 128, .. 1 rows (300 rows: 256 + 32 + 8 + 4), conflicting rows skipped
     and not returned, the returned values as the driver reads them."""
     many = [{**row, "id": i} for i, row in enumerate(_rows() * 8, start=1)][:300]
-    stored = {}
-    for name in ("sqlalchemy", "driver"):
-        engine = create_engine(f"sqlite:///{tmp_path / name}.db")
-        table = _table()
-        table.metadata.create_all(engine)
-        with engine.begin() as conn:
-            if name == "sqlalchemy":
-                conn.execute(insert(table), many)
-            else:
-                first = insert_returning(
-                    conn, table, many[:5], conflict=("id",), returning=("id", "note")
-                )
-                assert first == [(i, many[i - 1]["note"]) for i in range(1, 6)]
-                again = insert_returning(conn, table, many, conflict=("id",), returning=("id",))
-                assert sorted(again) == [(i,) for i in range(6, 301)]
-        with engine.connect() as conn:
-            stored[name] = conn.execute(select(table).order_by(table.c.id)).all()
-            stored[name + " raw"] = conn.exec_driver_sql("SELECT * FROM t ORDER BY id").all()
-        engine.dispose()
-    assert len(stored["driver"]) == 300 > PAGE
-    assert stored["driver"] == stored["sqlalchemy"]
-    assert stored["driver raw"] == stored["sqlalchemy raw"]
+
+    def driver(conn: Connection, table: Table) -> None:
+        first = insert_returning(conn, table, many[:5], conflict=("id",), returning=("id", "note"))
+        assert first == [(i, many[i - 1]["note"]) for i in range(1, 6)]
+        again = insert_returning(conn, table, many, conflict=("id",), returning=("id",))
+        assert sorted(again) == [(i,) for i in range(6, 301)]
+
+    assert len(_stored_both_ways(tmp_path, many, driver)["driver"]) == 300 > PAGE
 
 
 def test_updates_report_the_rows_they_changed_and_keep_constants(tmp_path: Path) -> None:
