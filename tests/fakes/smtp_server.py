@@ -72,11 +72,19 @@ class RecordingHandler:
     sessions: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
+    def greeted(self) -> None:
+        """A client said EHLO or HELO (the server's thread counts, the test's reads)."""
+        with self._lock:
+            self.sessions += 1
+
+    def keep(self, mail_from: str, rcpt_tos: list[str], data: bytes) -> None:
+        with self._lock:
+            self.received.append(Received(mail_from, list(rcpt_tos), data))
+
     async def handle_EHLO(
         self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
     ) -> list[str]:
-        with self._lock:
-            self.sessions += 1
+        self.greeted()
         session.host_name = hostname
         return responses
 
@@ -89,10 +97,7 @@ class RecordingHandler:
         return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        with self._lock:
-            self.received.append(
-                Received(envelope.mail_from, list(envelope.rcpt_tos), bytes(envelope.content))
-            )
+        self.keep(envelope.mail_from, envelope.rcpt_tos, bytes(envelope.content))
         return "250 Message accepted for delivery"
 
 

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from typing import Any, cast
 
 from tests.fakes.loop_server import serving_on_loop
-from tests.fakes.smtp_server import Received, RecordingHandler, SmtpServer
+from tests.fakes.smtp_server import RecordingHandler, SmtpServer
 
 _EHLO = b"250-127.0.0.1\r\n250-SIZE 33554432\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250 HELP\r\n"
 _PATH = re.compile(rb"^(?:FROM|TO):\s*<([^>]*)>", re.IGNORECASE)
@@ -39,7 +39,7 @@ class _Session(asyncio.Protocol):
         self.buffer = bytearray()
         self.scanned = 0  # how far into the buffer DATA's end has been looked for
         self.in_data = False
-        self.greeted = False
+        self.said_hello = False
         self.mail_from: str | None = None
         self.rcpt_tos: list[str] = []
 
@@ -85,10 +85,7 @@ class _Session(asyncio.Protocol):
         del self.buffer[: end + len(_END)]
         self.in_data = False
         self.scanned = 0
-        with self.handler._lock:
-            self.handler.received.append(
-                Received(self.mail_from or "", list(self.rcpt_tos), content)
-            )
+        self.handler.keep(self.mail_from or "", self.rcpt_tos, content)
         self._reset()
         self._reply(b"250 Message accepted for delivery\r\n")
         return True
@@ -97,9 +94,8 @@ class _Session(asyncio.Protocol):
         verb, _, argument = line.partition(b" ")
         verb = verb.upper()
         if verb in (b"EHLO", b"HELO"):
-            with self.handler._lock:
-                self.handler.sessions += 1
-            self.greeted = True
+            self.handler.greeted()
+            self.said_hello = True
             self._reset()
             self._reply(_EHLO if verb == b"EHLO" else b"250 127.0.0.1\r\n")
         elif verb == b"NOOP":
@@ -126,7 +122,7 @@ class _Session(asyncio.Protocol):
 
     def _mail(self, argument: bytes) -> None:
         match = _PATH.match(argument)
-        if not self.greeted:
+        if not self.said_hello:
             self._reply(b"503 Error: send HELO first\r\n")
         elif self.mail_from is not None:
             self._reply(b"503 Error: nested MAIL command\r\n")
