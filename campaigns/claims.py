@@ -91,7 +91,8 @@ def in_index_order(session: Session) -> Iterator[None]:
     Statistics taken before a send time filled up (a bulk enrolment, everyone at 09:00) say
     almost nothing is due, and for "almost nothing" PostgreSQL may collect every due row and
     sort it: ~100 ms per batch at 50k due, against ~2 ms read off ``ix_enrollments_due``,
-    whose order is the claim's. With sorting ruled out, the index is the plan.
+    whose order is the claim's. With sorting ruled out, the index is the plan. The same
+    holds for a backlog of planned messages handed out again (``dispatching``).
     """
     if session.get_bind().dialect.name != "postgresql":
         yield

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import Select, func, or_, select, update
 from sqlalchemy.orm import Session
 
+from campaigns.claims import in_index_order
 from campaigns.dispatch_budget import REDISPATCH_AFTER, DispatchBudget, horizon_for
 from campaigns.enums import Channel, MessageStatus
 from campaigns.models import OutboxMessage
@@ -66,6 +68,13 @@ def redispatchable(
     limit: int = REDISPATCH_LIMIT,
 ) -> Sequence[int]:
     """Planned at least ``REDISPATCH_AFTER`` ago and not leased to a send task now."""
+    with in_index_order(session):
+        return session.scalars(redispatch_query(now=now, channel=channel, limit=limit)).all()
+
+
+def redispatch_query(*, now: datetime, channel: Channel | None, limit: int) -> Select[Any]:
+    """Oldest first, in ``ix_outbox_status_planned``'s order, so a backlog planned at one
+    instant is read a batch at a time instead of collected and sorted every tick."""
     query = select(OutboxMessage.id).where(
         OutboxMessage.status == M.PLANNED,
         OutboxMessage.planned_at <= now - REDISPATCH_AFTER,
@@ -73,8 +82,7 @@ def redispatchable(
     )
     if channel is not None:
         query = query.where(OutboxMessage.channel == channel)
-    order = (OutboxMessage.planned_at, OutboxMessage.id)
-    return session.scalars(query.order_by(*order).limit(limit)).all()
+    return query.order_by(OutboxMessage.planned_at, OutboxMessage.id).limit(limit)
 
 
 def _lease(

@@ -313,7 +313,8 @@ class OutboxMessage(Base):
 
     __table_args__ = (
         UniqueConstraint("enrollment_id", "step_id", "occurrence", name="uq_outbox_step_once"),
-        Index("ix_outbox_status_planned", "status", "planned_at"),
+        # In the redispatch order, so a backlog is read a batch at a time (migration 0008).
+        Index("ix_outbox_status_planned", "status", "planned_at", "id"),
         Index("ix_outbox_status_lease", "status", "lease_until"),
         Index("ix_outbox_patient", "patient_id", "id"),
         # "Which message does this reply answer": the newest one that reached the patient
