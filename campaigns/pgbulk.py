@@ -85,7 +85,31 @@ def array_param(
 ) -> BindParameter[Any]:
     """``values`` as one array parameter of ``column_type``'s elements (enums as their
     values), in binary where they allow."""
-    return bindparam(name, [_plain(v) for v in values], type_=_array_type(column_type))
+    return bindparam(name, array_values(values), type_=_array_type(column_type))
+
+
+def array_bind(name: str, column_type: TypeEngine[Any]) -> BindParameter[Any]:
+    """``array_param`` without its values, for a statement built once: pass
+    ``array_values(values)`` under ``name`` when executing it."""
+    return bindparam(name, type_=_array_type(column_type))
+
+
+def array_values(values: Iterable[Any]) -> list[Any]:
+    return [_plain(v) for v in values]
+
+
+def unnest_binds(table: TableClause, columns: Mapping[str, str], name: str = "v") -> Subquery:
+    """``unnest_rows`` without its rows, for a statement built once: pass
+    ``unnest_values(rows, columns)`` as its parameters."""
+    arrays = [
+        func.unnest(array_bind(f"a_{key}", table.c[column].type)).label(key)
+        for key, column in columns.items()
+    ]
+    return select(*arrays).subquery(name)
+
+
+def unnest_values(rows: Sequence[Mapping[str, Any]], columns: Mapping[str, str]) -> dict[str, Any]:
+    return {f"a_{key}": array_values(r[key] for r in rows) for key in columns}
 
 
 def unnest_rows(

@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Collection
-from typing import TypeVar
+from functools import cache
+from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, String, any_, bindparam, func, select
+from sqlalchemy import ColumnElement, Select, String, any_, bindparam, func, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from campaigns.enums import Channel
 from campaigns.models import Consent, PainReport, ProgramStep, ProgramVersion
-from campaigns.pgbulk import array_param
+from campaigns.pgbulk import array_bind, array_param, array_values
 
 T = TypeVar("T")
 
@@ -35,10 +36,31 @@ def among(
     every batch size is another statement: psycopg re-parses it, and SQLite's driver prepares
     and caches one per size on each connection, ~0.1 MB of C memory each at a tick's batch
     sizes: ~12 MB of a worker's memory once its cache of 128 was full."""
-    if session.get_bind().dialect.name == "postgresql":
+    if dialect_of(session) == "postgresql":
         return column == any_(array_param(None, values, column.type))
     listed = bindparam(None, json.dumps(list(values)), type_=String())
     return column.in_(select(func.json_each(listed).table_valued("value").c.value))
+
+
+def among_param(
+    dialect: str, column: ColumnElement[T] | InstrumentedAttribute[T], name: str
+) -> ColumnElement[bool]:
+    """``among`` with a named parameter and no values, for a statement built once per
+    dialect; execute it with ``{name: among_values(dialect, values)}``. Building a batch's
+    statement and its cache key cost as much as running it (bench/HISTORY.md, eighth
+    session)."""
+    if dialect == "postgresql":
+        return column == any_(array_bind(name, column.type))
+    listed = bindparam(name, type_=String())
+    return column.in_(select(func.json_each(listed).table_valued("value").c.value))
+
+
+def among_values(dialect: str, values: Collection[Any]) -> Any:
+    return array_values(values) if dialect == "postgresql" else json.dumps(list(values))
+
+
+def dialect_of(session: Session) -> str:
+    return session.get_bind().dialect.name
 
 
 def latest_consents(
@@ -47,12 +69,18 @@ def latest_consents(
     """(patient, channel) -> granted, from the newest consent row; absent means no consent."""
     if not patient_ids:
         return {}
-    rows = session.execute(
+    dialect = dialect_of(session)
+    rows = session.execute(_consents(dialect), {"ids": among_values(dialect, patient_ids)})
+    return {(pid, channel): bool(granted) for pid, channel, granted in rows}
+
+
+@cache
+def _consents(dialect: str) -> Select[tuple[int, Channel, bool]]:
+    return (
         select(Consent.patient_id, Consent.channel, Consent.granted)
-        .where(among(session, Consent.patient_id, patient_ids))
+        .where(among_param(dialect, Consent.patient_id, "ids"))
         .order_by(Consent.id)
     )
-    return {(pid, channel): bool(granted) for pid, channel, granted in rows}
 
 
 def recent_scores(
@@ -90,9 +118,15 @@ def segment_limits(session: Session, step_ids: Collection[int]) -> dict[int, int
     """step -> the SMS segment limit of its program version."""
     if not step_ids:
         return {}
-    rows = session.execute(
+    dialect = dialect_of(session)
+    rows = session.execute(_segment_limits(dialect), {"ids": among_values(dialect, step_ids)})
+    return {step_id: limit for step_id, limit in rows}
+
+
+@cache
+def _segment_limits(dialect: str) -> Select[tuple[int, int]]:
+    return (
         select(ProgramStep.id, ProgramVersion.sms_max_segments)
         .join(ProgramVersion, ProgramStep.version_id == ProgramVersion.id)
-        .where(among(session, ProgramStep.id, step_ids))
+        .where(among_param(dialect, ProgramStep.id, "ids"))
     )
-    return {step_id: limit for step_id, limit in rows}

@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import Connection, CursorResult, Dialect, Table, bindparam
 from sqlalchemy.dialects import sqlite
+from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.dml import UpdateBase
 from sqlalchemy.types import TypeEngine
 
@@ -32,7 +33,7 @@ def executemany(
     """``statement`` once per row; its bound parameters are read from each row by name, and
     those a row does not hold (constants in the statement) keep their bound value."""
     dialect = connection.dialect
-    compiled = statement.compile(dialect=dialect)
+    compiled = _compiled(statement, dialect)
     columns = []
     for name in compiled.positiontup or ():
         bind = compiled.binds[name]
@@ -42,6 +43,13 @@ def executemany(
             values = [bind.effective_value] * len(rows)
         columns.append(_as_stored(dialect, bind.type, values))
     return connection.exec_driver_sql(compiled.string, list(zip(*columns, strict=True)))
+
+
+@lru_cache(maxsize=32)
+def _compiled(statement: UpdateBase, dialect: Dialect) -> SQLCompiler:
+    """Compiled once for a statement built once (the send path's receipts); a statement
+    built per call just passes through."""
+    return statement.compile(dialect=dialect)
 
 
 def _as_stored(dialect: Dialect, type_: TypeEngine[Any], values: list[Any]) -> list[Any]:
