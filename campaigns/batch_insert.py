@@ -7,25 +7,36 @@ executemany (``sqlite_bulk``).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import bindparam, insert, select
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.dml import Insert
 from sqlalchemy.sql.expression import TableClause
 
 from campaigns import sqlite_bulk
-from campaigns.pgbulk import unnest_rows
+from campaigns.pgbulk import unnest_binds, unnest_values
 
 
 def insert_rows(session: Session, target: TableClause, rows: Sequence[Mapping[str, Any]]) -> None:
     """``rows`` all hold the same keys, named after ``target``'s columns."""
     if not rows:
         return
-    names = list(rows[0])
+    names = tuple(rows[0])
     connection = session.connection()
-    if connection.dialect.name != "postgresql":
-        columns: dict[str, Any] = {name: bindparam(name) for name in names}
-        sqlite_bulk.executemany(connection, insert(target).values(columns), rows)
-        return
-    source = unnest_rows(target, rows, {n: n for n in names})
-    connection.execute(insert(target).from_select(names, select(source)))
+    postgresql = connection.dialect.name == "postgresql"
+    statement = _statement(target, names, postgresql=postgresql)
+    if postgresql:
+        connection.execute(statement, unnest_values(rows, {n: n for n in names}))
+    else:
+        sqlite_bulk.executemany(connection, statement, rows)
+
+
+@lru_cache(maxsize=64)
+def _statement(target: TableClause, names: tuple[str, ...], *, postgresql: bool) -> Insert:
+    """Built once per table and set of columns: a batch's rows are its parameters."""
+    if postgresql:
+        source = unnest_binds(target, {n: n for n in names})
+        return insert(target).from_select(list(names), select(source))
+    return insert(target).values({name: bindparam(name) for name in names})

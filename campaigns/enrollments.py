@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, time
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import Any, Protocol, cast
 from zoneinfo import ZoneInfo
 
@@ -13,13 +13,14 @@ from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.exc import StaleDataError
+from sqlalchemy.sql.dml import Update
 
 from campaigns import pacing, sqlite_bulk
 from campaigns.batch_insert import insert_rows
 from campaigns.claims import STATE_FIELDS, DueEnrollment
 from campaigns.enums import AlertPriority, AlertStatus, EnrollmentState, Track
 from campaigns.models import Alert, Enrollment, Event, Patient, ProgramStep, ProgramVersion
-from campaigns.pgbulk import unnest_rows
+from campaigns.pgbulk import unnest_binds, unnest_values
 from campaigns.sendwindow import PatientClock, SendWindow
 
 
@@ -266,6 +267,29 @@ def apply_outcomes(
     insert_rows(session, cast(Table, Event.__table__), events)  # no ids needed back
 
 
+_STATE_COLUMNS = [*STATE_FIELDS, "state", "ended_at", "row_version"]
+#: A batch row's keys and the columns whose types they have.
+_STATE_KEYS = {"b_id": "id", "b_seen": "row_version"} | {f"b_{n}": n for n in _STATE_COLUMNS}
+
+
+@cache
+def _states_statement(dialect: str) -> Update:
+    """Built once per dialect: a batch's values are its parameters."""
+    table = cast(Table, Enrollment.__table__)
+    if dialect == "postgresql":
+        rows = unnest_binds(table, _STATE_KEYS)
+        return (
+            update(table)
+            .where(table.c.id == rows.c.b_id, table.c.row_version == rows.c.b_seen)
+            .values({name: rows.c[f"b_{name}"] for name in _STATE_COLUMNS})
+        )
+    return (
+        update(table)
+        .where(table.c.id == bindparam("b_id"), table.c.row_version == bindparam("b_seen"))
+        .values({name: bindparam(f"b_{name}") for name in _STATE_COLUMNS})
+    )
+
+
 def _event_rows(
     enrollment: Enrollment | DueEnrollment,
     events: Iterable[pacing.PacingEvent],
@@ -293,24 +317,12 @@ def _event_rows(
 def _write_states(session: Session, params: list[dict[str, Any]]) -> None:
     """The version-checked UPDATE of a batch: an executemany, or on PostgreSQL one
     ``UPDATE .. FROM unnest(..)`` (exact rowcount, so the version check is the same)."""
-    table = cast(Table, Enrollment.__table__)
-    columns = [*STATE_FIELDS, "state", "ended_at", "row_version"]
     dialect = session.get_bind().dialect
+    statement = _states_statement(dialect.name)
     if dialect.name == "postgresql":
-        keys = {"b_id": "id", "b_seen": "row_version"} | {f"b_{n}": n for n in columns}
-        rows = unnest_rows(table, params, keys)
-        statement = (
-            update(table)
-            .where(table.c.id == rows.c.b_id, table.c.row_version == rows.c.b_seen)
-            .values({name: rows.c[f"b_{name}"] for name in columns})
-        )
-        result = session.connection().execute(statement)
+        values = unnest_values(params, _STATE_KEYS)
+        result = session.connection().execute(statement, values)
     else:
-        statement = (
-            update(table)
-            .where(table.c.id == bindparam("b_id"), table.c.row_version == bindparam("b_seen"))
-            .values({name: bindparam(f"b_{name}") for name in columns})
-        )
         result = sqlite_bulk.executemany(session.connection(), statement, params)
     exact = dialect.name == "postgresql" or dialect.supports_sane_multi_rowcount
     if exact and result.rowcount != len(params):

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from campaigns import sqlite_bulk
 from campaigns.enums import MessagePurpose, MessageStatus
 from campaigns.models import OutboxMessage
-from campaigns.pgbulk import unnest_rows
+from campaigns.pgbulk import unnest_binds, unnest_values
 from campaigns.rendering import RenderedMessage
 
 M = MessageStatus
@@ -136,11 +136,14 @@ _RETURNED = ("id", "lease_until")
 def _insert_unnest(session: Session, rows: list[dict[str, Any]]) -> list[Row[Any]]:
     """PostgreSQL: ``INSERT .. SELECT unnest(array), ..``: one parameter per column instead
     of one per value, so psycopg does not parse a statement of thousands of placeholders."""
-    source = unnest_rows(_OUTBOX, rows, {c: c for c in _PLANNED_COLUMNS})
-    statement = (
-        postgresql.insert(_OUTBOX)
-        .from_select(list(_PLANNED_COLUMNS), select(*source.c))
-        .on_conflict_do_nothing(index_elements=list(_STEP_KEY))
-        .returning(*(_OUTBOX.c[c] for c in _RETURNED))
-    )
-    return list(session.execute(statement).all())
+    return list(session.execute(_INSERT_UNNEST, unnest_values(rows, _UNNESTED)).all())
+
+
+_UNNESTED = {c: c for c in _PLANNED_COLUMNS}
+#: Built once: a batch's rows are its parameters.
+_INSERT_UNNEST = (
+    postgresql.insert(_OUTBOX)
+    .from_select(list(_PLANNED_COLUMNS), select(*unnest_binds(_OUTBOX, _UNNESTED).c))
+    .on_conflict_do_nothing(index_elements=list(_STEP_KEY))
+    .returning(*(_OUTBOX.c[c] for c in _RETURNED))
+)

@@ -25,7 +25,7 @@ from sqlalchemy.types import TypeEngine
 
 from campaigns.enums import Channel
 from campaigns.models import UTCDateTime
-from campaigns.pgbulk import BinaryArray, _BinaryList, unnest_rows
+from campaigns.pgbulk import BinaryArray, _BinaryList, unnest_binds, unnest_values
 
 TRICKY = ['a"b', "", None, "c,d", "{x}", "\\", "NULL", "é — “q”\n\t", "<p>" + "x" * 6000]
 NOW = datetime(2026, 3, 8, 9, 59, 59, 123456, tzinfo=UTC)  # the night US clocks change
@@ -56,8 +56,10 @@ def test_unnest_round_trips_tricky_text(pg_url: str, column_type: String) -> Non
     rows.append({"id": len(rows), "s": Channel.SMS})  # enums go as their values
     engine = create_engine(pg_url)
     with engine.connect() as conn:
-        source = unnest_rows(table, rows, {"id": "id", "s": "s"})
-        got = conn.execute(select(source.c.id, source.c.s).order_by(source.c.id)).all()
+        keys = {"id": "id", "s": "s"}
+        source = unnest_binds(table, keys)
+        query = select(source.c.id, source.c.s).order_by(source.c.id)
+        got = conn.execute(query, unnest_values(rows, keys)).all()
     engine.dispose()
     assert [s for _, s in got] == [*TRICKY, "sms"]
 
@@ -81,8 +83,10 @@ def test_unnest_round_trips_every_kind_whatever_the_session_time_zone(pg_url: st
         engine, "connect", lambda dbapi, _: dbapi.execute("SET TimeZone = 'Asia/Kathmandu'")
     )
     with engine.connect() as conn:
-        source = unnest_rows(table, rows, {name: name for name in COLUMNS})
-        got = conn.execute(select(*(source.c[name] for name in COLUMNS))).all()
+        keys = {name: name for name in COLUMNS}
+        source = unnest_binds(table, keys)
+        query = select(*(source.c[name] for name in COLUMNS))
+        got = conn.execute(query, unnest_values(rows, keys)).all()
     engine.dispose()
     for i, row in enumerate(got):
         for name, value in zip(COLUMNS, row, strict=True):
