@@ -14,9 +14,10 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from datetime import date, datetime, time
+from functools import cache
 from typing import Any
 
-from sqlalchemy import Select, select, text
+from sqlalchemy import Integer, Select, bindparam, select, text
 from sqlalchemy.orm import Session, selectinload
 
 from campaigns import pacing
@@ -69,7 +70,13 @@ _NAMES = [*_ENROLLMENT_COLUMNS, *STATE_FIELDS]
 
 
 def due_query(*, now: datetime, limit: int, locking: bool) -> Select[Any]:
-    """The claim's statement. Its order is ``ix_enrollments_due``'s, (next_due_at, id), so a
+    """The claim's statement with its values bound (to look at its plan)."""
+    return _due_statement(locking).params(now=now, limit=limit)
+
+
+@cache
+def _due_statement(locking: bool) -> Select[Any]:
+    """The claim, built once: its order is ``ix_enrollments_due``'s, (next_due_at, id), so a
     batch is read off the index however many rows are due (everyone at 09:00)."""
     query = (
         select(
@@ -77,9 +84,12 @@ def due_query(*, now: datetime, limit: int, locking: bool) -> Select[Any]:
             *(getattr(Patient, c) for c in _PATIENT_COLUMNS),
         )
         .join(Patient, Patient.id == Enrollment.patient_id)
-        .where(Enrollment.next_due_at.is_not(None), Enrollment.next_due_at <= now)
+        .where(
+            Enrollment.next_due_at.is_not(None),
+            Enrollment.next_due_at <= bindparam("now", type_=Enrollment.next_due_at.type),
+        )
         .order_by(Enrollment.next_due_at, Enrollment.id)
-        .limit(limit)
+        .limit(bindparam("limit", type_=Integer()))
     )
     return query.with_for_update(skip_locked=True, of=Enrollment) if locking else query
 
@@ -106,7 +116,8 @@ def claim_due(session: Session, *, now: datetime, limit: int) -> list[DueEnrollm
     """The earliest due enrollments (locked, skipping rows another worker holds)."""
     postgresql = session.get_bind().dialect.name == "postgresql"
     with in_index_order(session):
-        rows = session.execute(due_query(now=now, limit=limit, locking=postgresql)).all()
+        params = {"now": now, "limit": limit}
+        rows = session.execute(_due_statement(postgresql), params).all()
     versions = load_versions(session, {row.version_id for row in rows})
     split = len(_NAMES)
     claimed = []
