@@ -13,7 +13,16 @@ from collections.abc import Collection
 from functools import cache
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Select, String, any_, bindparam, func, select
+from sqlalchemy import (
+    BindParameter,
+    ColumnElement,
+    Select,
+    String,
+    any_,
+    bindparam,
+    func,
+    select,
+)
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from campaigns.enums import Channel
@@ -38,8 +47,7 @@ def among(
     sizes: ~12 MB of a worker's memory once its cache of 128 was full."""
     if dialect_of(session) == "postgresql":
         return column == any_(array_param(None, values, column.type))
-    listed = bindparam(None, json.dumps(list(values)), type_=String())
-    return column.in_(select(func.json_each(listed).table_valued("value").c.value))
+    return _in_json_list(column, bindparam(None, json.dumps(list(values)), type_=String()))
 
 
 def among_param(
@@ -51,7 +59,13 @@ def among_param(
     session)."""
     if dialect == "postgresql":
         return column == any_(array_bind(name, column.type))
-    listed = bindparam(name, type_=String())
+    return _in_json_list(column, bindparam(name, type_=String()))
+
+
+def _in_json_list(
+    column: ColumnElement[T] | InstrumentedAttribute[T], listed: BindParameter[str]
+) -> ColumnElement[bool]:
+    """SQLite: ``column IN (SELECT value FROM json_each(listed))``."""
     return column.in_(select(func.json_each(listed).table_valued("value").c.value))
 
 

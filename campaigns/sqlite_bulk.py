@@ -47,8 +47,8 @@ def executemany(
 
 @lru_cache(maxsize=32)
 def _compiled(statement: UpdateBase, dialect: Dialect) -> SQLCompiler:
-    """Compiled once for a statement built once (the send path's receipts); a statement
-    built per call just passes through."""
+    """Compiled once per statement: every caller builds its statement once (per dialect, or
+    per table and columns), and compiling it per batch was part of what that saved."""
     return statement.compile(dialect=dialect)
 
 
