@@ -16,13 +16,15 @@ from dataclasses import dataclass, fields
 from datetime import date, datetime, time
 from functools import cache
 from typing import Any
+from weakref import WeakKeyDictionary
 
-from sqlalchemy import Integer, Select, bindparam, select, text
+from sqlalchemy import Engine, Integer, Select, bindparam, select, text
 from sqlalchemy.orm import Session, selectinload
 
 from campaigns import pacing
+from campaigns.db import execute_plain
 from campaigns.enums import Channel, EnrollmentState
-from campaigns.models import Enrollment, Patient, ProgramVersion
+from campaigns.models import Enrollment, Patient, Program, ProgramVersion
 
 STATE_FIELDS = [f.name for f in fields(pacing.PacingState) if f.name != "state"]
 
@@ -117,7 +119,7 @@ def claim_due(session: Session, *, now: datetime, limit: int) -> list[DueEnrollm
     postgresql = session.get_bind().dialect.name == "postgresql"
     with in_index_order(session):
         params = {"now": now, "limit": limit}
-        rows = session.execute(_due_statement(postgresql), params).all()
+        rows = execute_plain(session, _due_statement(postgresql), params).all()
     versions = load_versions(session, {row.version_id for row in rows})
     split = len(_NAMES)
     claimed = []
@@ -130,14 +132,51 @@ def claim_due(session: Session, *, now: datetime, limit: int) -> list[DueEnrollm
     return claimed
 
 
+#: What identifies a loaded version: id, checksum (a database made again from scratch reuses
+#: ids, not content) and its program's name, the one part a later publish changes.
+_VersionKey = tuple[int, str, str]
+#: Versions loaded with their steps and program, per engine. A published version never
+#: changes, and loading it with its ~50 steps for every batch was ~5% of B3's tick.
+_VERSIONS: WeakKeyDictionary[Engine, dict[_VersionKey, ProgramVersion]] = WeakKeyDictionary()
+#: Versions kept per engine: programs times the versions patients are still on.
+_VERSIONS_LIMIT = 256
+_VERSION_KEYS = (
+    select(ProgramVersion.id, ProgramVersion.checksum, Program.name)
+    .join(Program, Program.id == ProgramVersion.program_id)
+    .where(ProgramVersion.id.in_(bindparam("ids", expanding=True)))
+)
+
+
 def load_versions(session: Session, version_ids: Iterable[int]) -> dict[int, ProgramVersion]:
-    """The batch's versions with their steps and program, once each (``SELECT .. IN``)."""
+    """The batch's versions with their steps and program: one small read of their keys, and
+    the versions themselves only where this process has not loaded them yet.
+
+    The objects are shared between sessions, detached from the one that loaded them (whose
+    rollback would otherwise expire them), so callers only read them."""
     ids = list(version_ids)
     if not ids:
         return {}
-    versions = session.scalars(
-        select(ProgramVersion)
-        .where(ProgramVersion.id.in_(ids))
-        .options(selectinload(ProgramVersion.steps), selectinload(ProgramVersion.program))
-    )
-    return {v.id: v for v in versions}
+    keys = execute_plain(session, _VERSION_KEYS, {"ids": ids}).all()
+    engine = session.get_bind().engine
+    cached = _VERSIONS.setdefault(engine, {})
+    found = {key.id: cached.get(tuple(key)) for key in keys}
+    missing = [vid for vid, version in found.items() if version is None]
+    if missing:
+        loaded = session.scalars(
+            select(ProgramVersion)
+            .where(ProgramVersion.id.in_(missing))
+            .options(selectinload(ProgramVersion.steps), selectinload(ProgramVersion.program))
+        )
+        for version in loaded.all():
+            _detach(session, version)
+            found[version.id] = version
+            if len(cached) < _VERSIONS_LIMIT:
+                cached[(version.id, version.checksum, version.program.name)] = version
+    return {vid: version for vid, version in found.items() if version is not None}
+
+
+def _detach(session: Session, version: ProgramVersion) -> None:
+    """Take a fully loaded version, its program and steps out of ``session``."""
+    for obj in (version, version.program, *version.steps):
+        if obj in session:
+            session.expunge(obj)

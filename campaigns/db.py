@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy import Connection, CursorResult, Engine, Executable, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -83,6 +83,20 @@ def session_scope(engine: Engine) -> Iterator[Session]:
         except BaseException:
             session.rollback()
             raise
+
+
+def execute_plain(
+    session: Session, statement: Executable, params: Mapping[str, Any] | None = None
+) -> CursorResult[Any]:
+    """Run a Core statement in the session's transaction, as plain rows.
+
+    ``Session.execute`` puts every statement through the ORM's result (and bulk UPDATE)
+    layer even when it names only columns; for the batch reads and claims of the tick and
+    the send path that layer cost more than the rows themselves (~9% of B3,
+    bench/HISTORY.md, ninth session). Pending changes are flushed first, as
+    ``Session.execute`` would."""
+    session.flush()
+    return session.connection().execute(statement, params)
 
 
 def alembic_config(url: str) -> Config:

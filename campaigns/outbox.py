@@ -33,6 +33,7 @@ from sqlalchemy.sql.dml import ReturningUpdate, Update
 
 from campaigns import lanes, sqlite_bulk
 from campaigns.channels.base import DeliveryError, OutgoingMessage
+from campaigns.db import execute_plain
 from campaigns.enrollments import clock_of
 from campaigns.enums import Channel, EnrollmentState, MessagePurpose, MessageStatus
 from campaigns.field_crypto import decrypt_stored
@@ -98,7 +99,9 @@ class _Recipient:
 
 def _recipients(session: Session, patient_ids: Collection[int]) -> dict[int, _Recipient]:
     dialect = dialect_of(session)
-    rows = session.execute(_recipients_query(dialect), {"ids": among_values(dialect, patient_ids)})
+    rows = execute_plain(
+        session, _recipients_query(dialect), {"ids": among_values(dialect, patient_ids)}
+    )
     return {row[0]: _Recipient(*row) for row in rows}
 
 
@@ -140,8 +143,8 @@ class _Checks:
         program = [r for r in rows if r.purpose == MessagePurpose.PROGRAM]
         enrollment_ids = {r.enrollment_id for r in program if r.enrollment_id is not None}
         dialect = dialect_of(session)
-        states = session.execute(
-            _states_query(dialect), {"ids": among_values(dialect, enrollment_ids)}
+        states = execute_plain(
+            session, _states_query(dialect), {"ids": among_values(dialect, enrollment_ids)}
         )
         return cls(
             latest_consents(session, {r.patient_id for r in program}),
@@ -273,7 +276,7 @@ def _claim(session: Session, ids: list[int], now: datetime) -> list[Row[Any]]:
         return []
     dialect = dialect_of(session)
     params = {"ids": among_values(dialect, ids), "now": now}
-    return list(session.execute(_claim_statement(dialect), params).all())
+    return list(execute_plain(session, _claim_statement(dialect), params).all())
 
 
 @cache
@@ -436,7 +439,7 @@ def _mark_sent(rt: Runtime, sent: list[tuple[int, str]], *, now: datetime) -> No
         dialect = dialect_of(session)
         statement = _receipts_statement(dialect)
         if dialect == "postgresql":  # one statement, not one per row
-            session.execute(statement, {**unnest_values(params, _RECEIPT), "now": now})
+            execute_plain(session, statement, {**unnest_values(params, _RECEIPT), "now": now})
             return
         sqlite_bulk.executemany(session.connection(), statement, params)
 

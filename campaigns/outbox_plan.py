@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from campaigns import sqlite_bulk
+from campaigns.db import execute_plain
 from campaigns.enums import MessagePurpose, MessageStatus
 from campaigns.models import OutboxMessage
 from campaigns.pgbulk import unnest_binds, unnest_values
@@ -136,7 +137,7 @@ _RETURNED = ("id", "lease_until")
 def _insert_unnest(session: Session, rows: list[dict[str, Any]]) -> list[Row[Any]]:
     """PostgreSQL: ``INSERT .. SELECT unnest(array), ..``: one parameter per column instead
     of one per value, so psycopg does not parse a statement of thousands of placeholders."""
-    return list(session.execute(_INSERT_UNNEST, unnest_values(rows, _UNNESTED)).all())
+    return list(execute_plain(session, _INSERT_UNNEST, unnest_values(rows, _UNNESTED)).all())
 
 
 _UNNESTED = {c: c for c in _PLANNED_COLUMNS}

@@ -25,6 +25,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
+from campaigns.db import execute_plain
 from campaigns.enums import Channel
 from campaigns.models import Consent, PainReport, ProgramStep, ProgramVersion
 from campaigns.pgbulk import array_bind, array_param, array_values
@@ -84,7 +85,7 @@ def latest_consents(
     if not patient_ids:
         return {}
     dialect = dialect_of(session)
-    rows = session.execute(_consents(dialect), {"ids": among_values(dialect, patient_ids)})
+    rows = execute_plain(session, _consents(dialect), {"ids": among_values(dialect, patient_ids)})
     return {(pid, channel): bool(granted) for pid, channel, granted in rows}
 
 
@@ -117,10 +118,11 @@ def recent_scores(
         .where(among(session, PainReport.patient_id, patient_ids))
         .subquery()
     )
-    rows = session.execute(
+    rows = execute_plain(
+        session,
         select(ranked.c.patient_id, ranked.c.score)
         .where(ranked.c.rank <= limit)
-        .order_by(ranked.c.patient_id, ranked.c.reported_at, ranked.c.id)
+        .order_by(ranked.c.patient_id, ranked.c.reported_at, ranked.c.id),
     )
     scores: dict[int, list[float]] = {}
     for pid, score in rows:
@@ -133,7 +135,9 @@ def segment_limits(session: Session, step_ids: Collection[int]) -> dict[int, int
     if not step_ids:
         return {}
     dialect = dialect_of(session)
-    rows = session.execute(_segment_limits(dialect), {"ids": among_values(dialect, step_ids)})
+    rows = execute_plain(
+        session, _segment_limits(dialect), {"ids": among_values(dialect, step_ids)}
+    )
     return {step_id: limit for step_id, limit in rows}
 
 
