@@ -251,10 +251,8 @@ def apply_outcomes(
         final = outcome.state.state.is_final and not enrollment.state.is_final
         values["ended_at"] = now if final else enrollment.ended_at
         values["row_version"] = enrollment.row_version + 1
-        params.append(
-            {"b_id": enrollment.id, "b_seen": enrollment.row_version}
-            | {f"b_{k}": v for k, v in values.items()}
-        )
+        bound = dict(zip(_BOUND_STATE, values.values(), strict=True))
+        params.append({"b_id": enrollment.id, "b_seen": enrollment.row_version, **bound})
         if isinstance(enrollment, Enrollment):
             for key, value in values.items():
                 set_committed_value(enrollment, key, value)
@@ -268,6 +266,8 @@ def apply_outcomes(
 
 
 _STATE_COLUMNS = [*STATE_FIELDS, "state", "ended_at", "row_version"]
+#: Their parameter names, in the order ``apply_outcomes`` fills a row's values.
+_BOUND_STATE = [f"b_{n}" for n in _STATE_COLUMNS]
 #: A batch row's keys and the columns whose types they have.
 _STATE_KEYS = {"b_id": "id", "b_seen": "row_version"} | {f"b_{n}": n for n in _STATE_COLUMNS}
 
