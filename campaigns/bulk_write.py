@@ -19,6 +19,7 @@ from sqlalchemy.types import Text
 
 from campaigns.batch_insert import insert_rows
 from campaigns.bulk_rows import ENROLLMENT_COLUMNS, PATIENT_COLUMNS, Prepared, RowError
+from campaigns.db import dialect_of
 from campaigns.field_crypto import EncryptedText
 from campaigns.models import Consent, Enrollment, Event, Patient
 from campaigns.prefetch import among
@@ -97,7 +98,7 @@ def _reserve_ids(session: Session, target: Table, n: int) -> list[int]:
     sequence; SQLite continues from the largest id, which is safe because every write
     transaction starts with ``BEGIN IMMEDIATE`` (``campaigns.db``): no other writer can
     insert before this transaction commits."""
-    if session.get_bind().dialect.name == "postgresql":
+    if dialect_of(session) == "postgresql":
         sequence = func.pg_get_serial_sequence(target.name, "id")
         drawn = session.scalars(
             select(func.nextval(sequence)).select_from(func.generate_series(1, n))

@@ -22,7 +22,7 @@ from sqlalchemy import Engine, Integer, Select, bindparam, select, text
 from sqlalchemy.orm import Session, selectinload
 
 from campaigns import pacing
-from campaigns.db import execute_plain
+from campaigns.db import dialect_of, execute_plain
 from campaigns.enums import Channel, EnrollmentState
 from campaigns.models import Enrollment, Patient, Program, ProgramVersion
 
@@ -106,7 +106,7 @@ def in_index_order(session: Session) -> Iterator[None]:
     whose order is the claim's. With sorting ruled out, the index is the plan. The same
     holds for a backlog of planned messages handed out again (``dispatching``).
     """
-    if session.get_bind().dialect.name != "postgresql":
+    if dialect_of(session) != "postgresql":
         yield
         return
     session.execute(text("SET LOCAL enable_sort = off"))
@@ -116,7 +116,7 @@ def in_index_order(session: Session) -> Iterator[None]:
 
 def claim_due(session: Session, *, now: datetime, limit: int) -> list[DueEnrollment]:
     """The earliest due enrollments (locked, skipping rows another worker holds)."""
-    postgresql = session.get_bind().dialect.name == "postgresql"
+    postgresql = dialect_of(session) == "postgresql"
     with in_index_order(session):
         params = {"now": now, "limit": limit}
         rows = execute_plain(session, _due_statement(postgresql), params).all()

@@ -85,6 +85,11 @@ def session_scope(engine: Engine) -> Iterator[Session]:
             raise
 
 
+def dialect_of(session: Session) -> str:
+    """``sqlite`` or ``postgresql``: what the bulk and batch statements are built for."""
+    return session.get_bind().dialect.name
+
+
 def execute_plain(
     session: Session, statement: Executable, params: Mapping[str, Any] | None = None
 ) -> CursorResult[Any]:

@@ -33,7 +33,7 @@ from sqlalchemy.sql.dml import ReturningUpdate, Update
 
 from campaigns import lanes, sqlite_bulk
 from campaigns.channels.base import DeliveryError, OutgoingMessage
-from campaigns.db import execute_plain
+from campaigns.db import dialect_of, execute_plain
 from campaigns.enrollments import clock_of
 from campaigns.enums import Channel, EnrollmentState, MessagePurpose, MessageStatus
 from campaigns.field_crypto import decrypt_stored
@@ -44,7 +44,6 @@ from campaigns.prefetch import (
     among,
     among_param,
     among_values,
-    dialect_of,
     latest_consents,
     segment_limits,
 )

@@ -19,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from campaigns import sqlite_bulk
-from campaigns.db import execute_plain
+from campaigns.db import dialect_of, execute_plain
 from campaigns.enums import MessagePurpose, MessageStatus
 from campaigns.models import OutboxMessage
 from campaigns.pgbulk import unnest_binds, unnest_values
@@ -114,7 +114,7 @@ def plan_many(session: Session, messages: Sequence[NewMessage], *, now: datetime
         }
         for m in messages
     ]
-    if session.get_bind().dialect.name == "postgresql":
+    if dialect_of(session) == "postgresql":
         inserted = [tuple(r) for r in _insert_unnest(session, rows)]
     else:
         inserted = sqlite_bulk.insert_returning(

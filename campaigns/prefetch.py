@@ -25,7 +25,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
-from campaigns.db import execute_plain
+from campaigns.db import dialect_of, execute_plain
 from campaigns.enums import Channel
 from campaigns.models import Consent, PainReport, ProgramStep, ProgramVersion
 from campaigns.pgbulk import array_bind, array_param, array_values
@@ -72,10 +72,6 @@ def _in_json_list(
 
 def among_values(dialect: str, values: Collection[Any]) -> Any:
     return array_values(values) if dialect == "postgresql" else json.dumps(list(values))
-
-
-def dialect_of(session: Session) -> str:
-    return session.get_bind().dialect.name
 
 
 def latest_consents(

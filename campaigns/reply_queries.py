@@ -17,6 +17,7 @@ from typing import Any, cast
 from sqlalchemy import ColumnElement, ScalarSelect, Table, bindparam, insert, literal, select, true
 from sqlalchemy.orm import InstrumentedAttribute, Session, defer
 
+from campaigns.db import dialect_of
 from campaigns.enums import REACHED, Channel, EnrollmentState
 from campaigns.models import (
     Enrollment,
@@ -209,7 +210,7 @@ def insert_reply(session: Session, values: dict[str, Any]) -> int:
     """Store a reply (``REPLY_COLUMNS``) and, when it has a score, its pain report reported
     when it was received; returns the reply's id. One round trip on PostgreSQL."""
     score = values["pain_score"]
-    if score is not None and session.get_bind().dialect.name == "postgresql":
+    if score is not None and dialect_of(session) == "postgresql":
         scored: int = session.execute(INSERT_SCORED_REPLY, values).scalar_one()
         return scored
     reply_id: int = session.execute(INSERT_REPLY, values).scalar_one()
