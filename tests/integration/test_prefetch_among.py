@@ -1,15 +1,21 @@
-"""``prefetch.among``: the rows ``IN (values)`` finds, as one statement whatever the batch size."""
+"""``prefetch.among``: the rows ``IN (values)`` finds, as one statement whatever the batch size;
+and the batch reads built on it see what their session has not flushed yet."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import Column, Engine, Integer, MetaData, String, Table, event, insert, select
 from sqlalchemy.orm import Session
 
 from campaigns.db import make_engine
-from campaigns.prefetch import among
+from campaigns.enums import Channel
+from campaigns.models import Consent
+from campaigns.prefetch import among, latest_consents
+from campaigns.runtime import Runtime
+from tests.factories import make_patient
 
 ITEMS = Table("items", MetaData(), Column("id", Integer, primary_key=True), Column("tag", String))
 
@@ -48,3 +54,23 @@ def test_every_batch_size_runs_the_same_sql(engine: Engine) -> None:
     selects = [sql for sql in seen if sql.startswith("SELECT")]
     assert len(selects) == 4
     assert len(set(selects)) == 1
+
+
+def test_batch_reads_see_changes_the_session_has_not_flushed(rt: Runtime) -> None:
+    """The batch reads run as plain Core rows (``db.execute_plain``), which would skip the
+    ORM's autoflush: a consent recorded earlier in the same transaction must still count."""
+    now = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+    patient_id = make_patient(rt, now=now, consent=False)
+    with rt.session() as session:
+        assert latest_consents(session, {patient_id}) == {}  # never asked
+        session.add(
+            Consent(
+                patient_id=patient_id,
+                channel=Channel.SMS,
+                granted=True,
+                method="web form",
+                recorded_by="test",
+                at=now,
+            )
+        )
+        assert latest_consents(session, {patient_id}) == {(patient_id, Channel.SMS): True}
