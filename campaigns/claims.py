@@ -170,6 +170,8 @@ def load_versions(session: Session, version_ids: Iterable[int]) -> dict[int, Pro
         for version in loaded.all():
             _detach(session, version)
             found[version.id] = version
+            for stale in [key for key in cached if key[0] == version.id]:  # renamed since
+                del cached[stale]
             if len(cached) < _VERSIONS_LIMIT:
                 cached[(version.id, version.checksum, version.program.name)] = version
     return {vid: version for vid, version in found.items() if version is not None}

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from sqlalchemy import event, select
 
-from campaigns import scheduler
+from campaigns import claims, scheduler
 from campaigns.models import OutboxMessage
 from campaigns.runtime import Runtime
 from campaigns.scheduler import tick
@@ -75,6 +75,8 @@ def test_a_program_renamed_by_a_later_version_is_named_anew(rt: Runtime, tmp_pat
     assert new != old
     tick(rt, now=first_send + DAY)  # day 2, still on the old version
     assert "day 2 of Calmer Days" in _bodies(rt)[-1]
+    kept = [key for key in claims._VERSIONS[rt.engine] if key[0] == old]
+    assert [name for _, _, name in kept] == ["Calmer Days"]  # the old name's copy is gone
 
 
 def test_a_batch_rolled_back_leaves_the_kept_version_usable(
