@@ -25,6 +25,7 @@ from campaigns import pacing
 from campaigns.db import dialect_of, execute_plain
 from campaigns.enums import Channel, EnrollmentState
 from campaigns.models import Enrollment, Patient, Program, ProgramVersion
+from campaigns.prefetch import among_param, execute_among
 
 STATE_FIELDS = [f.name for f in fields(pacing.PacingState) if f.name != "state"]
 
@@ -140,11 +141,15 @@ _VersionKey = tuple[int, str, str]
 _VERSIONS: WeakKeyDictionary[Engine, dict[_VersionKey, ProgramVersion]] = WeakKeyDictionary()
 #: Versions kept per engine: programs times the versions patients are still on.
 _VERSIONS_LIMIT = 256
-_VERSION_KEYS = (
-    select(ProgramVersion.id, ProgramVersion.checksum, Program.name)
-    .join(Program, Program.id == ProgramVersion.program_id)
-    .where(ProgramVersion.id.in_(bindparam("ids", expanding=True)))
-)
+
+
+@cache
+def _version_keys(dialect: str) -> Select[tuple[int, str, str]]:
+    return (
+        select(ProgramVersion.id, ProgramVersion.checksum, Program.name)
+        .join(Program, Program.id == ProgramVersion.program_id)
+        .where(among_param(dialect, ProgramVersion.id, "ids"))
+    )
 
 
 def load_versions(session: Session, version_ids: Iterable[int]) -> dict[int, ProgramVersion]:
@@ -156,7 +161,7 @@ def load_versions(session: Session, version_ids: Iterable[int]) -> dict[int, Pro
     ids = list(version_ids)
     if not ids:
         return {}
-    keys = execute_plain(session, _VERSION_KEYS, {"ids": ids}).all()
+    keys = execute_among(session, _version_keys, ids).all()
     engine = session.get_bind().engine
     cached = _VERSIONS.setdefault(engine, {})
     found = {key.id: cached.get(tuple(key)) for key in keys}

@@ -43,7 +43,7 @@ from campaigns.pgbulk import unnest_binds, unnest_values
 from campaigns.prefetch import (
     among,
     among_param,
-    among_values,
+    execute_among,
     latest_consents,
     segment_limits,
 )
@@ -97,10 +97,7 @@ class _Recipient:
 
 
 def _recipients(session: Session, patient_ids: Collection[int]) -> dict[int, _Recipient]:
-    dialect = dialect_of(session)
-    rows = execute_plain(
-        session, _recipients_query(dialect), {"ids": among_values(dialect, patient_ids)}
-    )
+    rows = execute_among(session, _recipients_query, patient_ids)
     return {row[0]: _Recipient(*row) for row in rows}
 
 
@@ -141,10 +138,7 @@ class _Checks:
     def load(cls, session: Session, rows: Sequence[Row[Any]]) -> _Checks:
         program = [r for r in rows if r.purpose == MessagePurpose.PROGRAM]
         enrollment_ids = {r.enrollment_id for r in program if r.enrollment_id is not None}
-        dialect = dialect_of(session)
-        states = execute_plain(
-            session, _states_query(dialect), {"ids": among_values(dialect, enrollment_ids)}
-        )
+        states = execute_among(session, _states_query, enrollment_ids)
         return cls(
             latest_consents(session, {r.patient_id for r in program}),
             {eid: state for eid, state in states} if enrollment_ids else {},
@@ -273,9 +267,7 @@ def _claim(session: Session, ids: list[int], now: datetime) -> list[Row[Any]]:
     returned with what sending needs."""
     if not ids:
         return []
-    dialect = dialect_of(session)
-    params = {"ids": among_values(dialect, ids), "now": now}
-    return list(execute_plain(session, _claim_statement(dialect), params).all())
+    return list(execute_among(session, _claim_statement, ids, now=now).all())
 
 
 @cache

@@ -9,13 +9,15 @@ give the same answers as the one-row lookups (``patients.has_consent``,
 from __future__ import annotations
 
 import json
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from functools import cache
 from typing import Any, TypeVar
 
 from sqlalchemy import (
     BindParameter,
     ColumnElement,
+    CursorResult,
+    Executable,
     Select,
     String,
     any_,
@@ -74,14 +76,27 @@ def among_values(dialect: str, values: Collection[Any]) -> Any:
     return array_values(values) if dialect == "postgresql" else json.dumps(list(values))
 
 
+def execute_among(
+    session: Session,
+    statement_for: Callable[[str], Executable],
+    ids: Collection[Any],
+    **params: Any,
+) -> CursorResult[Any]:
+    """Run the statement ``statement_for`` builds once per dialect around
+    ``among_param(dialect, column, "ids")``, with ``ids`` as that list and ``params`` as its
+    other values, as plain rows (``db.execute_plain``)."""
+    dialect = dialect_of(session)
+    values = {"ids": among_values(dialect, ids), **params}
+    return execute_plain(session, statement_for(dialect), values)
+
+
 def latest_consents(
     session: Session, patient_ids: Collection[int]
 ) -> dict[tuple[int, Channel], bool]:
     """(patient, channel) -> granted, from the newest consent row; absent means no consent."""
     if not patient_ids:
         return {}
-    dialect = dialect_of(session)
-    rows = execute_plain(session, _consents(dialect), {"ids": among_values(dialect, patient_ids)})
+    rows = execute_among(session, _consents, patient_ids)
     return {(pid, channel): bool(granted) for pid, channel, granted in rows}
 
 
@@ -130,10 +145,7 @@ def segment_limits(session: Session, step_ids: Collection[int]) -> dict[int, int
     """step -> the SMS segment limit of its program version."""
     if not step_ids:
         return {}
-    dialect = dialect_of(session)
-    rows = execute_plain(
-        session, _segment_limits(dialect), {"ids": among_values(dialect, step_ids)}
-    )
+    rows = execute_among(session, _segment_limits, step_ids)
     return {step_id: limit for step_id, limit in rows}
 
 
