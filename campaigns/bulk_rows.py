@@ -19,7 +19,7 @@ from campaigns import field_crypto, pacing
 from campaigns.claims import STATE_FIELDS
 from campaigns.enums import Channel
 from campaigns.models import Patient
-from campaigns.patients import PatientInput, field_of, missing_consent
+from campaigns.patients import CheckedContacts, PatientInput, field_of, missing_consent
 from campaigns.sendwindow import PatientClock, SendWindow
 
 
@@ -61,11 +61,14 @@ class Job:
     now: datetime
 
 
-def validate(line: int, row: Mapping[str, Any]) -> PatientInput | RowError:
-    """Blank cells mean "not given", so defaults apply as they do for a form."""
+def validate(
+    line: int, row: Mapping[str, Any], known: CheckedContacts | None = None
+) -> PatientInput | RowError:
+    """Blank cells mean "not given", so defaults apply as they do for a form. ``known``
+    holds contacts already checked with the rest of the chunk (the same outcome, faster)."""
     data = {k: v for k, v in row.items() if v not in (None, "")}
     try:
-        checked = PatientInput.model_validate(data)
+        checked = PatientInput.model_validate(data, context=known)
     except ValidationError as exc:
         problems = []
         for e in exc.errors():
@@ -95,8 +98,9 @@ def identities(data: PatientInput, lookups: Mapping[str, str | None]) -> list[tu
 def prepare(job: Job, chunk: Sequence[tuple[int, Mapping[str, Any]]]) -> list[Prepared | RowError]:
     """Each ``(line, row)`` of the chunk as a ``Prepared`` row or the reason it is refused."""
     out: list[Prepared | RowError] = []
+    known = CheckedContacts.of([row for _, row in chunk])
     for line, row in chunk:
-        data = validate(line, row)
+        data = validate(line, row, known)
         out.append(data if isinstance(data, RowError) else _prepared(job, line, data))
     return out
 
