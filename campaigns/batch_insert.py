@@ -16,21 +16,31 @@ from sqlalchemy.sql.dml import Insert
 from sqlalchemy.sql.expression import TableClause
 
 from campaigns import sqlite_bulk
-from campaigns.pgbulk import unnest_binds, unnest_values
+from campaigns.pgbulk import unnest_binds, unnest_columns
 
 
 def insert_rows(session: Session, target: TableClause, rows: Sequence[Mapping[str, Any]]) -> None:
     """``rows`` all hold the same keys, named after ``target``'s columns."""
-    if not rows:
+    if rows:
+        insert_columns(session, target, {name: [row[name] for row in rows] for name in rows[0]})
+
+
+def insert_columns(
+    session: Session, target: TableClause, columns: Mapping[str, Sequence[Any]]
+) -> None:
+    """Rows given column by column: each of ``target``'s columns named, with its values in
+    row order (all of one length)."""
+    names = tuple(columns)
+    count = len(columns[names[0]]) if names else 0
+    if not count:
         return
-    names = tuple(rows[0])
     connection = session.connection()
     postgresql = connection.dialect.name == "postgresql"
     statement = _statement(target, names, postgresql=postgresql)
     if postgresql:
-        connection.execute(statement, unnest_values(rows, {n: n for n in names}))
+        connection.execute(statement, unnest_columns(columns))
     else:
-        sqlite_bulk.executemany(connection, statement, rows)
+        sqlite_bulk.executemany_columns(connection, statement, columns, count)
 
 
 @lru_cache(maxsize=64)

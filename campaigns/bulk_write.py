@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.expression import TableClause
 from sqlalchemy.types import Text
 
-from campaigns.batch_insert import insert_rows
+from campaigns.batch_insert import insert_columns
 from campaigns.bulk_rows import ENROLLMENT_COLUMNS, PATIENT_COLUMNS, Prepared, RowError
 from campaigns.db import dialect_of
 from campaigns.field_crypto import EncryptedText
@@ -60,23 +60,58 @@ def _store(
     session: Session, rows: Sequence[Prepared], version_id: int, number: int, *, by: str,
     now: datetime,
 ) -> None:  # fmt: skip
-    patient_ids = _reserve_ids(session, Patient.__table__, len(rows))  # type: ignore[arg-type]
-    enrollment_ids = _reserve_ids(session, Enrollment.__table__, len(rows))  # type: ignore[arg-type]
-    triples = list(zip(patient_ids, enrollment_ids, rows, strict=True))
-    patients = [{"id": pid, **dict(zip(PATIENT_COLUMNS, row.patient, strict=True))}
-                for pid, _, row in triples]  # fmt: skip
-    insert_rows(session, PATIENTS, patients)
-    consents = [
-        {"patient_id": pid, "channel": channel, "granted": True, "method": "enrolment",
-         "recorded_by": by, "at": now}
-        for pid, _, row in triples
-        for channel in row.consents
-    ]  # fmt: skip
-    insert_rows(session, Consent.__table__, consents)  # type: ignore[arg-type]
-    enrollments = [_enrollment(eid, pid, version_id, row, now) for pid, eid, row in triples]
-    insert_rows(session, Enrollment.__table__, enrollments)  # type: ignore[arg-type]
-    events = [_event(row, number, by, now) for row in enrollments]
-    insert_rows(session, Event.__table__, events)  # type: ignore[arg-type]
+    """Each table's rows column by column: the prepared tuples already hold them that way."""
+    count = len(rows)
+    patient_ids = _reserve_ids(session, Patient.__table__, count)  # type: ignore[arg-type]
+    enrollment_ids = _reserve_ids(session, Enrollment.__table__, count)  # type: ignore[arg-type]
+    patients = _by_column(PATIENT_COLUMNS, [row.patient for row in rows])
+    insert_columns(session, PATIENTS, {"id": patient_ids, **patients})
+    consenting = [(pid, channel) for pid, row in zip(patient_ids, rows, strict=True)
+                  for channel in row.consents]  # fmt: skip
+    if consenting:
+        pids, channels = zip(*consenting, strict=True)
+        insert_columns(
+            session,
+            Consent.__table__,  # type: ignore[arg-type]
+            {"patient_id": pids, "channel": channels, **_same(len(pids), granted=True,
+             method="enrolment", recorded_by=by, at=now)},
+        )  # fmt: skip
+    state = _by_column(ENROLLMENT_COLUMNS, [row.enrollment for row in rows])
+    insert_columns(
+        session,
+        Enrollment.__table__,  # type: ignore[arg-type]
+        {"id": enrollment_ids, "patient_id": patient_ids, **state,
+         **_same(count, version_id=version_id, enrolled_at=now, row_version=1)},
+    )  # fmt: skip
+    insert_columns(
+        session,
+        Event.__table__,  # type: ignore[arg-type]
+        {"patient_id": patient_ids, "enrollment_id": enrollment_ids,
+         "to_state": state["state"], "data": _first_due_data(state["next_due_at"]),
+         **_same(count, at=now, actor=by, kind="enrolled", from_state=None,
+                 reason=f"enrolled in version {number}")},
+    )  # fmt: skip
+
+
+def _by_column(names: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> dict[str, Any]:
+    """Rows of values in ``names`` order, as each name's column."""
+    return dict(zip(names, zip(*rows, strict=True), strict=True))
+
+
+def _same(count: int, **values: Any) -> dict[str, list[Any]]:
+    """Columns holding one value in every row."""
+    return {name: [value] * count for name, value in values.items()}
+
+
+def _first_due_data(first_dues: Sequence[datetime | None]) -> list[dict[str, Any]]:
+    """The ``enrolled`` events' data, as ``enroll`` records it; one document per distinct
+    first due time (a chunk's patients share a few), so each is serialised once."""
+    documents: dict[datetime | None, dict[str, Any]] = {}
+    return [
+        documents.get(due)
+        or documents.setdefault(due, {"first_due": due.isoformat() if due else None})
+        for due in first_dues
+    ]
 
 
 def _taken(session: Session, keys: list[tuple[str, str]]) -> set[tuple[str, str]]:
@@ -106,33 +141,3 @@ def _reserve_ids(session: Session, target: Table, n: int) -> list[int]:
         return sorted(drawn)
     largest = session.scalar(select(func.coalesce(func.max(target.c.id), 0)))
     return list(range(int(largest or 0) + 1, int(largest or 0) + n + 1))
-
-
-def _enrollment(
-    enrollment_id: int, patient_id: int, version_id: int, row: Prepared, now: datetime
-) -> dict[str, Any]:
-    values = dict(zip(ENROLLMENT_COLUMNS, row.enrollment, strict=True))
-    values.update(
-        id=enrollment_id,
-        patient_id=patient_id,
-        version_id=version_id,
-        enrolled_at=now,
-        row_version=1,
-    )
-    return values
-
-
-def _event(enrollment: dict[str, Any], number: int, by: str, now: datetime) -> dict[str, Any]:
-    """What ``enroll`` records for a new enrollment."""
-    first_due = enrollment["next_due_at"]
-    return {
-        "at": now,
-        "patient_id": enrollment["patient_id"],
-        "enrollment_id": enrollment["id"],
-        "actor": by,
-        "kind": "enrolled",
-        "from_state": None,
-        "to_state": enrollment["state"],
-        "reason": f"enrolled in version {number}",
-        "data": {"first_due": first_due.isoformat() if first_due else None},
-    }

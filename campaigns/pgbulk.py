@@ -111,4 +111,9 @@ def unnest_binds(table: TableClause, columns: Mapping[str, str], name: str = "v"
 
 
 def unnest_values(rows: Sequence[Mapping[str, Any]], columns: Mapping[str, str]) -> dict[str, Any]:
-    return {f"a_{key}": array_values(r[key] for r in rows) for key in columns}
+    return unnest_columns({key: [r[key] for r in rows] for key in columns})
+
+
+def unnest_columns(columns: Mapping[str, Iterable[Any]]) -> dict[str, Any]:
+    """``unnest_values`` for values held column by column: each key's values in row order."""
+    return {f"a_{key}": array_values(values) for key, values in columns.items()}

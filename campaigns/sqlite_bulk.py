@@ -32,17 +32,29 @@ def executemany(
 ) -> CursorResult[Any]:
     """``statement`` once per row; its bound parameters are read from each row by name, and
     those a row does not hold (constants in the statement) keep their bound value."""
+    names = _compiled(statement, connection.dialect).positiontup or ()
+    first = rows[0]
+    columns = {name: [row[name] for row in rows] for name in names if name in first}
+    return executemany_columns(connection, statement, columns, len(rows))
+
+
+def executemany_columns(
+    connection: Connection,
+    statement: UpdateBase,
+    columns: Mapping[str, Sequence[Any]],
+    count: int,
+) -> CursorResult[Any]:
+    """``executemany`` of ``count`` rows given column by column, for callers that hold their
+    values that way (building a dict per row only to take it apart again cost bulk
+    enrolment's writer ~5 µs per row)."""
     dialect = connection.dialect
     compiled = _compiled(statement, dialect)
-    columns = []
+    stored = []
     for name in compiled.positiontup or ():
         bind = compiled.binds[name]
-        if name in rows[0]:
-            values = [row[name] for row in rows]
-        else:
-            values = [bind.effective_value] * len(rows)
-        columns.append(_as_stored(dialect, bind.type, values))
-    return connection.exec_driver_sql(compiled.string, list(zip(*columns, strict=True)))
+        values = columns[name] if name in columns else [bind.effective_value] * count
+        stored.append(_as_stored(dialect, bind.type, values))
+    return connection.exec_driver_sql(compiled.string, list(zip(*stored, strict=True)))
 
 
 @lru_cache(maxsize=32)
@@ -52,7 +64,7 @@ def _compiled(statement: UpdateBase, dialect: Dialect) -> SQLCompiler:
     return statement.compile(dialect=dialect)
 
 
-def _as_stored(dialect: Dialect, type_: TypeEngine[Any], values: list[Any]) -> list[Any]:
+def _as_stored(dialect: Dialect, type_: TypeEngine[Any], values: Sequence[Any]) -> Sequence[Any]:
     """A column's values through its type's bind processor, once per distinct value."""
     process = type_.dialect_impl(dialect).bind_processor(dialect)
     return values if process is None else converted(values, process)
