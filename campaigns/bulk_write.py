@@ -23,6 +23,7 @@ from campaigns.db import dialect_of
 from campaigns.field_crypto import EncryptedText
 from campaigns.models import Consent, Enrollment, Event, Patient
 from campaigns.prefetch import among
+from campaigns.sqlite_bulk import roomy_cache
 
 
 def _stored_as_text(source: Table) -> TableClause:
@@ -43,16 +44,17 @@ def write_chunk(
     now: datetime,
 ) -> tuple[int, list[RowError]]:  # fmt: skip
     """Store the rows that clash with no stored patient; (how many, errors for the rest)."""
-    taken = _taken(session, [key for row in rows for key in row.identities])
-    keep: list[Prepared] = []
-    errors: list[RowError] = []
-    for row in rows:
-        if clash := [kind for kind, value in row.identities if (kind, value) in taken]:
-            errors.append(RowError(row.line, f"{clash[0]} already belongs to a patient"))
-        else:
-            keep.append(row)
-    if keep:
-        _store(session, keep, version_id, number, by=by, now=now)
+    with roomy_cache(session.connection()):
+        taken = _taken(session, [key for row in rows for key in row.identities])
+        keep: list[Prepared] = []
+        errors: list[RowError] = []
+        for row in rows:
+            if clash := [kind for kind, value in row.identities if (kind, value) in taken]:
+                errors.append(RowError(row.line, f"{clash[0]} already belongs to a patient"))
+            else:
+                keep.append(row)
+        if keep:
+            _store(session, keep, version_id, number, by=by, now=now)
     return len(keep), errors
 
 

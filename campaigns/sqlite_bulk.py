@@ -11,12 +11,14 @@ the column types' own bind processors, so what is stored does not change.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
 from functools import lru_cache
 from itertools import chain
 from typing import Any
 
 from sqlalchemy import Connection, CursorResult, Dialect, Table, bindparam
 from sqlalchemy.dialects import sqlite
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.dml import UpdateBase
 from sqlalchemy.types import TypeEngine
@@ -25,6 +27,26 @@ from campaigns.bind_values import converted
 
 #: The largest page ``insert_returning`` writes as one statement.
 PAGE = 256
+#: Page cache (KiB) while one large write runs. Bulk enrolment inserts thousands of rows into
+#: indexes keyed by random hashes, so each insert lands on a different page; in SQLite's
+#: default 2 MB cache they were read again and again (B1's writer 47 -> 44 µs per row).
+ROOMY_CACHE_KIB = 64 * 1024
+
+
+@contextmanager
+def roomy_cache(connection: Connection) -> Iterator[None]:
+    """A larger page cache on ``connection`` (SQLite; elsewhere nothing) for the duration,
+    then its own size again: pooled connections of long-lived processes stay small."""
+    if connection.dialect.name != "sqlite":
+        yield
+        return
+    previous = int(connection.exec_driver_sql("PRAGMA cache_size").scalar_one())
+    connection.exec_driver_sql(f"PRAGMA cache_size = -{ROOMY_CACHE_KIB}")
+    try:
+        yield
+    finally:
+        with suppress(DBAPIError):  # a broken connection is discarded with its cache
+            connection.exec_driver_sql(f"PRAGMA cache_size = {previous}")
 
 
 def executemany(
