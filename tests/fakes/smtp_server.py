@@ -70,6 +70,7 @@ class RecordingHandler:
     received: list[Received] = field(default_factory=list)
     refuse: dict[str, str] = field(default_factory=dict)
     sessions: int = 0
+    noops: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def greeted(self) -> None:
@@ -87,6 +88,11 @@ class RecordingHandler:
         self.greeted()
         session.host_name = hostname
         return responses
+
+    async def handle_NOOP(self, server: Any, session: Any, envelope: Any, arg: str) -> str:
+        with self._lock:
+            self.noops += 1
+        return "250 OK"
 
     async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, options: list[str]

@@ -17,7 +17,12 @@ from urllib.parse import unquote, urlsplit
 import pytest
 
 from campaigns.channels.base import DeliveryError, OutgoingMessage
-from campaigns.channels.smtp_email import Security, SmtpConfig, SmtpEmailTransport
+from campaigns.channels.smtp_email import (
+    PROBE_AFTER_SECONDS,
+    Security,
+    SmtpConfig,
+    SmtpEmailTransport,
+)
 from campaigns.email_headers import (
     EmailIdentity,
     bounce_address,
@@ -68,6 +73,7 @@ def smtp(
     port: int,
     security: Security = "none",
     certs: Certificates | None = None,
+    probe_after: float = PROBE_AFTER_SECONDS,
     **config: str,
 ) -> SmtpEmailTransport:
     """An SMTP transport for ``rt``, installed as its email transport."""
@@ -76,6 +82,7 @@ def smtp(
         SmtpConfig("127.0.0.1", port, security, timeout=5, **config),
         EmailIdentity.from_settings(rt.settings),
         ssl_context=certs.client_context() if certs else None,
+        probe_after=probe_after,
     )
     made.append(transport)
     configure_email(rt, transport)
@@ -309,7 +316,24 @@ def test_one_connection_serves_a_burst_and_a_dropped_one_is_replaced(
         transport = smtp(rt, transports, port)
         transport.send(message("a@example.org", 1))
         transport.send(message("b@example.org", 2))
-    assert (len(first.handler.received), first.handler.sessions) == (2, 1)
+    # Reused at once: no NOOP round trip per message.
+    assert (len(first.handler.received), first.handler.sessions, first.handler.noops) == (2, 1, 0)
     with smtp_server(port=port) as restarted:  # the cached connection is now dead
         transport.send(message("c@example.org", 3))
+    # Seen closed without asking (the old server hung up): replaced before MAIL, sent once.
     assert [r.rcpt_tos for r in restarted.handler.received] == [["c@example.org"]]
+    assert (restarted.handler.sessions, restarted.handler.noops) == (1, 0)
+
+
+def test_a_connection_idle_past_the_probe_time_answers_a_noop_before_it_is_reused(
+    rt: Runtime, transports: list[SmtpEmailTransport]
+) -> None:
+    with smtp_server() as server:
+        transport = smtp(rt, transports, server.port, probe_after=0.0)
+        for outbox_id in (1, 2, 3):
+            transport.send(message(f"p{outbox_id}@example.org", outbox_id))
+    assert (len(server.handler.received), server.handler.sessions, server.handler.noops) == (
+        3,
+        1,
+        2,
+    )
