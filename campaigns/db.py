@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from functools import lru_cache
@@ -10,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, CursorResult, Engine, Executable, create_engine, event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 if TYPE_CHECKING:
@@ -18,13 +21,19 @@ if TYPE_CHECKING:
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
 
+#: How long a statement waits for a lock another connection holds, then fails as "locked".
+BUSY_TIMEOUT_MS = 30_000
+#: Between attempts at the write lock: the first wait, and the longest (see ``_take_write_lock``).
+_FIRST_RETRY_S, _LONGEST_RETRY_S = 0.0001, 0.001
+
+
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     # WAL lets the worker read while the CLI writes; busy_timeout turns lock clashes into waits.
     dbapi_conn.isolation_level = None  # let _sqlite_begin issue BEGIN itself
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.close()
 
@@ -35,7 +44,35 @@ def _sqlite_begin(conn: Any) -> None:
     # (the tick's idle probe) only read, so they take no lock at all.
     if conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
         return
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+    raw = conn.connection.driver_connection
+    raw.execute("PRAGMA busy_timeout = 0")  # this wait is ours (below), not SQLite's
+    try:
+        _take_write_lock(conn)
+    finally:
+        raw.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+
+
+def _take_write_lock(conn: Connection) -> None:
+    """``BEGIN IMMEDIATE``, tried again every millisecond at most while another connection
+    writes, for up to ``BUSY_TIMEOUT_MS``.
+
+    SQLite's own wait backs off to one try every 100 ms. A process that commits and begins
+    its next transaction within a millisecond (the tick, batch after batch) then holds the
+    lock as good as for ever: in B4 on SQLite the send tasks stood still while a burst was
+    planned (bench/HISTORY.md, tenth session). Trying often finds the moment between two
+    of its transactions."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    wait = _FIRST_RETRY_S
+    while True:
+        try:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            return
+        except OperationalError as exc:
+            busy = getattr(exc.orig, "sqlite_errorcode", None) == sqlite3.SQLITE_BUSY
+            if not busy or time.monotonic() > deadline:
+                raise
+        time.sleep(wait)
+        wait = min(2 * wait, _LONGEST_RETRY_S)
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
