@@ -39,6 +39,7 @@ from campaigns.outbox import (
 )
 from campaigns.runtime import Runtime, build_runtime
 from campaigns.scheduler import tick
+from campaigns.tick_lock import sole_tick
 from config.beat import POLL_INBOX_TASK, RETENTION_TASK, SWEEP_TASK, TICK_TASK
 from config.settings import get_settings
 from worker.app import SEND_BATCH_TASK, SEND_TASK, app
@@ -98,10 +99,14 @@ def enqueue_sends(outbox_ids: Sequence[int]) -> None:
 @app.task(name=TICK_TASK, **RETRY_POLICY)  # type: ignore[untyped-decorator]
 def tick_task() -> dict[str, int]:
     rt = runtime()
-    started = time.perf_counter()
-    summary = tick(rt, now=utcnow(), dispatch=enqueue_sends).as_dict()
-    with rt.session() as session:
-        beat(session, TICK, now=utcnow(), seconds=time.perf_counter() - started, **summary)
+    with sole_tick(rt.settings.resolved_database_url) as alone:
+        if not alone:
+            log.info("tick skipped", reason="another tick is running on this database")
+            return {"skipped": 1}
+        started = time.perf_counter()
+        summary = tick(rt, now=utcnow(), dispatch=enqueue_sends).as_dict()
+        with rt.session() as session:
+            beat(session, TICK, now=utcnow(), seconds=time.perf_counter() - started, **summary)
     return summary
 
 

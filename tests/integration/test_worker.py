@@ -16,6 +16,7 @@ from sqlalchemy.engine import make_url
 from campaigns.enums import MessageStatus
 from campaigns.models import Enrollment, OutboxMessage, utcnow
 from campaigns.runtime import Runtime, build_runtime
+from campaigns.tick_lock import sole_tick
 from config.settings import Settings
 from tests.conftest import REDIS_URL, make_settings, require_service
 from tests.factories import load_program, make_enrollment
@@ -137,3 +138,27 @@ def _retries(log: Path) -> list[str]:
 def _statuses(rt: Runtime) -> list[MessageStatus]:
     with rt.session() as session:
         return list(session.scalars(select(OutboxMessage.status)))
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_on_sqlite_a_tick_finding_another_running_skips_and_the_next_one_runs(
+    rt: Runtime, worker: Settings, tmp_path: Path
+) -> None:
+    version = load_program(rt)
+    now = utcnow()
+    make_enrollment(rt, version, now=now, timezone=_noon_zone())
+    with rt.session() as session:
+        session.execute(update(Enrollment).values(next_due_at=now - timedelta(minutes=1)))
+    log = tmp_path / "worker.log"
+    app = create_app(worker)
+    try:
+        with sole_tick(worker.resolved_database_url) as alone:  # "another tick" is running
+            assert alone
+            app.send_task("campaigns.tick")
+            wait_for(lambda: '"tick skipped"' in log.read_text(errors="replace"), timeout=60,
+                     what="the tick to skip")  # fmt: skip
+            assert _statuses(rt) == []
+        app.send_task("campaigns.tick")
+        wait_for(lambda: _statuses(rt) == [MessageStatus.SENT], timeout=90, what="the send")
+    finally:
+        app.close()
