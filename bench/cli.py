@@ -38,7 +38,7 @@ from bench.common import (
     quiet_logs,
     size_label,
 )
-from bench.datagen import populate, seed_program
+from bench.datagen import populate
 
 WORKLOADS = ("B1", "B2", "B3", "B4", "B5", "B6", "B7")
 NOT_IMPLEMENTED: dict[str, str] = {}
@@ -146,17 +146,12 @@ def run_database(
         figures += _guard(errors, f"B7 {db}", b7_soak.run_cli, args=args, db=db) or []
     if "B1" in only:
         rows = 200 if args.smoke else parse_size(args.b1_rows)
-        with fresh_database(db, "b1") as url:
-            rt = bench_runtime(url)
-            version_id = seed_program(rt)
-            fig = _guard(
-                errors, f"B1 {db}", b1_enrol.run,
-                rt=rt, db=db, rows=rows, version_id=version_id, now=BENCH_NOW,
-                base_n=20 if args.smoke else 300,
-            )  # fmt: skip
-            if fig:
-                figures.append(fig)
-            rt.engine.dispose()
+        fig = _guard(
+            errors, f"B1 {db}", b1_enrol.in_own_process,
+            db=db, rows=rows, base_n=20 if args.smoke else 300,
+        )  # fmt: skip
+        if fig:
+            figures.append(fig)
 
 
 def scaling(figures: list[Figure]) -> dict[str, Any]:
