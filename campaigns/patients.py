@@ -112,10 +112,11 @@ class CheckedContacts:
         phones: dict[tuple[str, str], str] = {}
         emails: dict[str, str] = {}
         numbers = {
-            (phone.strip(), (row.get("phone_region") or default_region).strip())
+            (phone.strip(), region.strip() if isinstance(region, str) else default_region)
             for row in rows
             if isinstance(phone := row.get("phone"), str) and phone.strip()
-        }
+            and (region := row.get("phone_region") or default_region)
+        }  # fmt: skip
         for number, region in numbers:
             with contextlib.suppress(ValueError):
                 phones[number, region] = normalize_phone(number, region)

@@ -20,6 +20,7 @@ ROWS: list[dict[str, Any]] = [
     {**BASE, "channel": "email", "email": "no-at-sign.example.org"},
     {**BASE, "channel": "email", "email": "", "phone": ""},
     {**BASE, "channel": "email", "email": "cy@example.org", "phone": "+16502530003"},
+    {**BASE, "channel": "sms", "phone": "+16502530004", "phone_region": 1},  # not a region
 ]
 
 
@@ -41,6 +42,7 @@ def test_only_values_that_passed_are_kept_and_each_under_its_region() -> None:
         ("+1 650 253 0002", "US"): "+16502530002",
         ("020 7946 0018", "GB"): "+442079460018",
         ("+16502530003", "US"): "+16502530003",
+        ("+16502530004", "US"): "+16502530004",
     }
     assert known.emails == {
         "Ana@Example.ORG": "Ana@example.org",
