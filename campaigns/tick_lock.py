@@ -19,16 +19,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy.engine import make_url
+from campaigns.db import sqlite_file
 
 
 def lock_path(database_url: str) -> Path | None:
     """The lock file of an SQLite database file; ``None`` for anything else."""
-    url = make_url(database_url)
-    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
-        return None
-    database = Path(url.database)
-    return database.with_name(database.name + ".tick-lock")
+    database = sqlite_file(database_url)
+    return None if database is None else database.with_name(database.name + ".tick-lock")
 
 
 @contextmanager
