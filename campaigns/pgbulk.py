@@ -111,7 +111,7 @@ def unnest_binds(table: TableClause, columns: Mapping[str, str], name: str = "v"
 
 
 def unnest_values(rows: Sequence[Mapping[str, Any]], columns: Mapping[str, str]) -> dict[str, Any]:
-    return unnest_columns({key: [r[key] for r in rows] for key in columns})
+    return {f"a_{key}": array_values(r[key] for r in rows) for key in columns}
 
 
 def unnest_columns(columns: Mapping[str, Iterable[Any]]) -> dict[str, Any]:
