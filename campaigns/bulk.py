@@ -20,7 +20,7 @@ from itertools import chain, islice
 from typing import Any
 
 from campaigns import field_crypto
-from campaigns.bulk_rows import Job, Prepared, RowError, prepare
+from campaigns.bulk_rows import Job, PreparedChunk, RowError, prepare
 from campaigns.bulk_write import write_chunk
 from campaigns.enrollments import rules_of
 from campaigns.models import ProgramVersion
@@ -35,7 +35,6 @@ WORKERS = 2
 _CONTEXT = "fork"
 
 Chunk = list[tuple[int, Mapping[str, Any]]]
-Outcome = list[Prepared | RowError]
 
 
 @dataclass
@@ -59,8 +58,8 @@ def bulk_enroll(
     result = BulkResult()
     job = Job(rules_of(version), window, now)
     seen: set[tuple[str, str]] = set()
-    for outcome in _prepared_chunks(job, _chunks(rows, chunk_size), workers):
-        fresh = _first_sightings(outcome, seen, result)
+    for prepared in _prepared_chunks(job, _chunks(rows, chunk_size), workers):
+        fresh = _first_sightings(prepared, seen, result)
         with sessions() as session:
             created, clashes = write_chunk(
                 session, fresh, version.id, version.version, by=by, now=now
@@ -77,22 +76,23 @@ def _chunks(rows: Iterable[Mapping[str, Any]], size: int) -> Iterator[Chunk]:
 
 
 def _first_sightings(
-    outcome: Outcome, seen: set[tuple[str, str]], result: BulkResult
-) -> list[Prepared]:
-    """Valid rows sharing nothing with an earlier row of the file; the rest become errors."""
-    fresh: list[Prepared] = []
-    for row in outcome:
-        if isinstance(row, RowError):
-            result.errors.append(row)
-        elif repeated := [kind for kind, value in row.identities if (kind, value) in seen]:
-            result.errors.append(RowError(row.line, f"{repeated[0]} repeats an earlier row"))
+    prepared: PreparedChunk, seen: set[tuple[str, str]], result: BulkResult
+) -> PreparedChunk:
+    """Valid rows sharing nothing with an earlier row of the file; the rest become errors,
+    reported in line order."""
+    keep: list[bool] = []
+    repeats: list[RowError] = []
+    for line, keys in zip(prepared.lines, prepared.identities, strict=True):
+        if repeated := [kind for kind, value in keys if (kind, value) in seen]:
+            repeats.append(RowError(line, f"{repeated[0]} repeats an earlier row"))
         else:
-            seen.update(row.identities)
-            fresh.append(row)
-    return fresh
+            seen.update(keys)
+        keep.append(not repeated)
+    result.errors += sorted(prepared.errors + repeats, key=lambda e: e.line)
+    return prepared.only(keep, [])
 
 
-def _prepared_chunks(job: Job, chunks: Iterator[Chunk], workers: int) -> Iterator[Outcome]:
+def _prepared_chunks(job: Job, chunks: Iterator[Chunk], workers: int) -> Iterator[PreparedChunk]:
     """Each chunk prepared, in order. A file of one chunk is prepared here: starting
     workers would cost more than it saves."""
     first, second = next(chunks, None), next(chunks, None)
@@ -105,7 +105,7 @@ def _prepared_chunks(job: Job, chunks: Iterator[Chunk], workers: int) -> Iterato
         yield from _in_workers(job, rest, workers)
 
 
-def _in_workers(job: Job, chunks: Iterator[Chunk], workers: int) -> Iterator[Outcome]:
+def _in_workers(job: Job, chunks: Iterator[Chunk], workers: int) -> Iterator[PreparedChunk]:
     """Each chunk is split across the workers, so none waits while another prepares a whole
     chunk; at most ``workers + 1`` chunks are in flight, so memory stays bounded."""
     pool = ProcessPoolExecutor(
@@ -114,15 +114,15 @@ def _in_workers(job: Job, chunks: Iterator[Chunk], workers: int) -> Iterator[Out
         initializer=field_crypto.install,
         initargs=(field_crypto.active(),),
     )
-    pending: deque[list[Future[Outcome]]] = deque()
+    pending: deque[list[Future[PreparedChunk]]] = deque()
     try:
         for chunk in chunks:
             step = -(-len(chunk) // workers)
             pending.append([pool.submit(prepare, job, chunk[i : i + step])
                             for i in range(0, len(chunk), step)])  # fmt: skip
             if len(pending) > workers:
-                yield [row for part in pending.popleft() for row in part.result()]
+                yield PreparedChunk.joined([part.result() for part in pending.popleft()])
         while pending:
-            yield [row for part in pending.popleft() for row in part.result()]
+            yield PreparedChunk.joined([part.result() for part in pending.popleft()])
     finally:
         pool.shutdown(cancel_futures=True)

@@ -18,7 +18,7 @@ from sqlalchemy.sql.expression import TableClause
 from sqlalchemy.types import Text
 
 from campaigns.batch_insert import insert_columns
-from campaigns.bulk_rows import ENROLLMENT_COLUMNS, PATIENT_COLUMNS, Prepared, RowError
+from campaigns.bulk_rows import PreparedChunk, RowError
 from campaigns.db import dialect_of
 from campaigns.field_crypto import EncryptedText
 from campaigns.models import Consent, Enrollment, Event, Patient
@@ -27,7 +27,7 @@ from campaigns.sqlite_bulk import roomy_cache
 
 
 def _stored_as_text(source: Table) -> TableClause:
-    """``source`` with its encrypted columns typed as the text they hold: ``Prepared`` rows
+    """``source`` with its encrypted columns typed as the text they hold: prepared rows
     carry ciphertext already (encrypted in a worker process), so it must not be re-encrypted."""
     columns = [
         column(c.name, Text() if isinstance(c.type, EncryptedText) else c.type)
@@ -40,36 +40,36 @@ PATIENTS = _stored_as_text(Patient.__table__)  # type: ignore[arg-type]
 
 
 def write_chunk(
-    session: Session, rows: Sequence[Prepared], version_id: int, number: int, *, by: str,
+    session: Session, rows: PreparedChunk, version_id: int, number: int, *, by: str,
     now: datetime,
 ) -> tuple[int, list[RowError]]:  # fmt: skip
     """Store the rows that clash with no stored patient; (how many, errors for the rest)."""
     with roomy_cache(session.connection()):
-        taken = _taken(session, [key for row in rows for key in row.identities])
-        keep: list[Prepared] = []
+        taken = _taken(session, [key for keys in rows.identities for key in keys])
+        keep: list[bool] = []
         errors: list[RowError] = []
-        for row in rows:
-            if clash := [kind for kind, value in row.identities if (kind, value) in taken]:
-                errors.append(RowError(row.line, f"{clash[0]} already belongs to a patient"))
-            else:
-                keep.append(row)
-        if keep:
-            _store(session, keep, version_id, number, by=by, now=now)
-    return len(keep), errors
+        for line, keys in zip(rows.lines, rows.identities, strict=True):
+            clash = [kind for kind, value in keys if (kind, value) in taken]
+            keep.append(not clash)
+            if clash:
+                errors.append(RowError(line, f"{clash[0]} already belongs to a patient"))
+        stored = rows.only(keep, errors)
+        if stored:
+            _store(session, stored, version_id, number, by=by, now=now)
+    return len(stored), errors
 
 
 def _store(
-    session: Session, rows: Sequence[Prepared], version_id: int, number: int, *, by: str,
+    session: Session, rows: PreparedChunk, version_id: int, number: int, *, by: str,
     now: datetime,
 ) -> None:  # fmt: skip
-    """Each table's rows column by column: the prepared tuples already hold them that way."""
+    """Each table's rows column by column, as the workers prepared them."""
     count = len(rows)
     patient_ids = _reserve_ids(session, Patient.__table__, count)  # type: ignore[arg-type]
     enrollment_ids = _reserve_ids(session, Enrollment.__table__, count)  # type: ignore[arg-type]
-    patients = _by_column(PATIENT_COLUMNS, [row.patient for row in rows])
-    insert_columns(session, PATIENTS, {"id": patient_ids, **patients})
-    consenting = [(pid, channel) for pid, row in zip(patient_ids, rows, strict=True)
-                  for channel in row.consents]  # fmt: skip
+    insert_columns(session, PATIENTS, {"id": patient_ids, **rows.patients})
+    consenting = [(pid, channel) for pid, channels in zip(patient_ids, rows.consents, strict=True)
+                  for channel in channels]  # fmt: skip
     if consenting:
         pids, channels = zip(*consenting, strict=True)
         insert_columns(
@@ -78,7 +78,7 @@ def _store(
             {"patient_id": pids, "channel": channels, **_same(len(pids), granted=True,
              method="enrolment", recorded_by=by, at=now)},
         )  # fmt: skip
-    state = _by_column(ENROLLMENT_COLUMNS, [row.enrollment for row in rows])
+    state = rows.enrollments
     insert_columns(
         session,
         Enrollment.__table__,  # type: ignore[arg-type]
@@ -93,11 +93,6 @@ def _store(
          **_same(count, at=now, actor=by, kind="enrolled", from_state=None,
                  reason=f"enrolled in version {number}")},
     )  # fmt: skip
-
-
-def _by_column(names: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> dict[str, Any]:
-    """Rows of values in ``names`` order, as each name's column."""
-    return dict(zip(names, zip(*rows, strict=True), strict=True))
 
 
 def _same(count: int, **values: Any) -> dict[str, list[Any]]:
