@@ -9,19 +9,19 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, time
 from itertools import compress
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
 
 from campaigns import field_crypto, pacing
 from campaigns.claims import STATE_FIELDS
+from campaigns.enrollments import clock_of
 from campaigns.enums import Channel
 from campaigns.models import Patient
 from campaigns.patients import CheckedContacts, PatientInput, field_of, missing_consent
-from campaigns.sendwindow import PatientClock, SendWindow
+from campaigns.sendwindow import SendWindow
 
 
 @dataclass(frozen=True)
@@ -163,13 +163,17 @@ def _as_stored(
     email_ciphertext = [keys.encrypt(v) if v else None for v in emails]
     phone_ciphertext = [keys.encrypt(v) if v else None for v in phones]
     lookups = [Patient.lookup_columns(p, e) for p, e in zip(phones, emails, strict=True)]
+    # The first due time depends on the zone and send time alone (same rules, same now), and
+    # a clinic's patients share a few of them: each pair is worked out once per chunk.
+    firsts: dict[tuple[str, time], pacing.PacingState] = {}
     starts = [
-        pacing.start(
-            job.rules, PatientClock(ZoneInfo(row.timezone), row.send_time, job.window),
-            now=job.now,
+        firsts.get((row.timezone, row.send_time))
+        or firsts.setdefault(
+            (row.timezone, row.send_time),
+            pacing.start(job.rules, clock_of(row, job.window), now=job.now),
         )
         for row in rows
-    ]  # fmt: skip
+    ]
     patients: dict[str, list[Any]] = {
         "first_name": [row.first_name for row in rows],
         "last_name": [row.last_name for row in rows],
