@@ -11,6 +11,7 @@ a stored row is always a whole one (patient, consents, enrollment and its event)
 from __future__ import annotations
 
 import multiprocessing
+import os
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -29,6 +30,13 @@ from campaigns.sendwindow import SendWindow
 CHUNK = 5000
 #: Processes preparing chunks (one per core of the 2-core target); 0 prepares in this one.
 WORKERS = 2
+#: How much lower the workers' scheduling priority is than this process's. Writing is the
+#: serial part: at equal priority the three processes shared two cores evenly, the workers
+#: ran ahead, then waited while this process wrote alone with a core idle. With the writer
+#: first and the workers taking what it leaves, both cores stay busy (B1 on SQLite ~+7%,
+#: ``bench/HISTORY.md``, eleventh session), and an import yields to the service's other
+#: processes too.
+WORKER_NICENESS = 10
 # Forked: a worker is ready in milliseconds (a fresh interpreter needs seconds to import the
 # models), and it runs only ``bulk_rows.prepare``: it never touches the database connections
 # it inherits, and exits with ``os._exit``, so it cannot close them either.
@@ -111,7 +119,7 @@ def _in_workers(job: Job, chunks: Iterator[Chunk], workers: int) -> Iterator[Pre
     pool = ProcessPoolExecutor(
         workers,
         mp_context=multiprocessing.get_context(_CONTEXT),
-        initializer=field_crypto.install,
+        initializer=_start_worker,
         initargs=(field_crypto.active(),),
     )
     pending: deque[list[Future[PreparedChunk]]] = deque()
@@ -126,3 +134,8 @@ def _in_workers(job: Job, chunks: Iterator[Chunk], workers: int) -> Iterator[Pre
             yield PreparedChunk.joined([part.result() for part in pending.popleft()])
     finally:
         pool.shutdown(cancel_futures=True)
+
+
+def _start_worker(keys: field_crypto.FieldKeys) -> None:
+    os.nice(WORKER_NICENESS)
+    field_crypto.install(keys)

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import csv
 import io
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from sqlalchemy import delete, select
 
-from campaigns import field_crypto
+from campaigns import bulk, field_crypto
 from campaigns.bulk import BulkResult, bulk_enroll
 from campaigns.bulk_rows import validate
 from campaigns.enrollments import enroll
@@ -176,3 +179,16 @@ def test_workers_see_the_lookup_keys_being_retired(rt: Runtime) -> None:
     assert [(e.line, e.message) for e in result.errors] == [
         (3, "email already belongs to a patient")
     ]
+
+
+def test_prepare_workers_start_below_the_writers_priority_with_its_keys(rt: Runtime) -> None:
+    data = rt.settings.data_keys.get_secret_value() if rt.settings.data_keys else ""
+    given = FieldKeys.parse(data, "w" * 40)  # not the keys this process has installed
+    context = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(1, mp_context=context, initializer=bulk._start_worker,
+                             initargs=(given,)) as pool:  # fmt: skip
+        niceness = pool.submit(os.nice, 0).result()
+        hashed = pool.submit(field_crypto.phone_hash, "+16502530001").result()
+    assert niceness == os.nice(0) + bulk.WORKER_NICENESS
+    assert hashed == given.lookup_hash("phone", "+16502530001")
+    assert hashed != field_crypto.phone_hash("+16502530001")
