@@ -120,18 +120,28 @@ def validate(
     return checked
 
 
-def identities(data: PatientInput, lookups: Mapping[str, str | None]) -> list[tuple[str, str]]:
-    """Contacts count by their lookup hash and, during a lookup-key rotation, by their hash
-    under the older keys too, so a patient stored before the rotation is still a clash."""
+def identities(
+    refs: Sequence[str | None],
+    phones: Sequence[str | None],
+    emails: Sequence[str | None],
+    lookups: Mapping[str, Sequence[str | None]],
+) -> list[tuple[tuple[str, str], ...]]:
+    """What each row may share with no other patient: its external_ref and its contacts by
+    their lookup hash and, during a lookup-key rotation, by their hashes under the older keys
+    too, so a patient stored before the rotation is still a clash."""
     keys = field_crypto.active()
-    pairs = [
-        ("external_ref", data.external_ref),
-        ("phone", lookups["phone_hash"]),
-        ("email", lookups["email_hash"]),
-    ]
-    for kind, value in (("phone", data.phone), ("email", data.email)):
-        pairs += [(kind, h) for h in keys.retired_hashes(kind, value)] if value else []
-    return [(kind, value) for kind, value in pairs if value]
+    rows = [
+        tuple((kind, value) for kind, value in (("external_ref", ref), ("phone", ph), ("email", em))
+              if value)
+        for ref, ph, em in zip(refs, lookups["phone_hash"], lookups["email_hash"], strict=True)
+    ]  # fmt: skip
+    if len(keys.lookups) == 1:
+        return rows
+    return [
+        ids + tuple(("phone", h) for h in (keys.retired_hashes("phone", phone) if phone else ()))
+        + tuple(("email", h) for h in (keys.retired_hashes("email", email) if email else ()))
+        for ids, phone, email in zip(rows, phones, emails, strict=True)
+    ]  # fmt: skip
 
 
 def prepare(job: Job, chunk: Sequence[tuple[int, Mapping[str, Any]]]) -> PreparedChunk:
@@ -162,7 +172,7 @@ def _as_stored(
     phones = [row.phone for row in rows]
     email_ciphertext = [keys.encrypt(v) if v else None for v in emails]
     phone_ciphertext = [keys.encrypt(v) if v else None for v in phones]
-    lookups = [Patient.lookup_columns(p, e) for p, e in zip(phones, emails, strict=True)]
+    lookups = Patient.lookup_columns_of(phones, emails)
     # The first due time depends on the zone and send time alone (same rules, same now), and
     # a clinic's patients share a few of them: each pair is worked out once per chunk.
     firsts: dict[tuple[str, time], pacing.PacingState] = {}
@@ -179,13 +189,11 @@ def _as_stored(
         "last_name": [row.last_name for row in rows],
         "email_ciphertext": email_ciphertext,
         "phone_ciphertext": phone_ciphertext,
-        "email_hash": [found["email_hash"] for found in lookups],
-        "phone_hash": [found["phone_hash"] for found in lookups],
-        "phone_last4": [found["phone_last4"] for found in lookups],
+        **lookups,
         "timezone": [row.timezone for row in rows],
         "preferred_channel": [row.channel.value for row in rows],
         "send_time": [row.send_time for row in rows],
-        "external_ref": [row.external_ref for row in rows],
+        "external_ref": (refs := [row.external_ref for row in rows]),
         "created_at": [job.now] * len(rows),
     }
     enrollments = {"state": [start.state.value for start in starts]} | {
@@ -198,6 +206,6 @@ def _as_stored(
         patients,
         consents,
         enrollments,
-        [tuple(identities(row, found)) for row, found in zip(rows, lookups, strict=True)],
+        identities(refs, phones, emails, lookups),
         errors,
     )

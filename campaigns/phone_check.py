@@ -13,10 +13,11 @@ metadata pattern (otherwise ~12 look-ups in the ``re`` module's cache per number
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
 import phonenumbers
-from phonenumbers import phonenumberutil
+from phonenumbers import COUNTRY_CODE_TO_REGION_CODE, PhoneMetadata, phonenumberutil
 
 __all__ = ["installed", "normalized"]
 
@@ -44,9 +45,34 @@ def normalized(raw: str, region: str = "US") -> str:
         number = phonenumbers.parse(raw, region)
     except phonenumbers.NumberParseException as exc:
         raise ValueError(f"phone {raw!r} is not a phone number ({exc})") from None
-    if not phonenumbers.is_valid_number(number):
+    if not _valid(number):
         raise ValueError(f"phone {raw!r} is not a valid number")
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def _valid(number: phonenumbers.PhoneNumber) -> bool:
+    """``phonenumbers.is_valid_number``, with one pass over the number-type patterns instead
+    of two for a number valid in its calling code's main region (the US for +1): the library
+    first finds the number's region by trying each region's patterns in turn, the main region
+    first, then tries that region's patterns again. A number valid in the main region is the
+    one the library would find there (when that region names no leading digits), so it is
+    valid; any other number gets the library's own answer."""
+    main = _main_region(number.country_code)
+    if main is not None and phonenumbers.is_valid_number_for_region(number, main):
+        return True
+    return bool(phonenumbers.is_valid_number(number))
+
+
+@cache
+def _main_region(country_code: int) -> str | None:
+    """The region ``region_code_for_number`` settles on first for a number valid there."""
+    regions = COUNTRY_CODE_TO_REGION_CODE.get(country_code)
+    if not regions:
+        return None
+    metadata = PhoneMetadata.metadata_for_region(regions[0], None)
+    if metadata is None or (len(regions) > 1 and metadata.leading_digits is not None):
+        return None
+    return str(regions[0])
 
 
 phonenumbers.enable_pattern_cache()

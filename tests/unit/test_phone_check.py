@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import phonenumbers
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from phonenumbers import phonenumberutil
+from phonenumbers import PhoneNumberType, phonenumberutil
 
 from campaigns import phone_check
 
@@ -85,3 +86,38 @@ def test_every_ascii_character_filters_as_the_library_does(keep: bool) -> None:
 )
 def test_any_text_filters_as_the_library_does(text: str, keep: bool) -> None:
     assert phone_check._digits_only(text, keep) == phone_check._library_filter(text, keep)
+
+
+def _samples() -> Iterator[phonenumbers.PhoneNumber]:
+    """Every region's example numbers of every type, its invalid example, and neighbours of
+    each (a digit changed, one more, one fewer): valid and invalid numbers of every shape."""
+    for region in sorted(phonenumbers.SUPPORTED_REGIONS):
+        examples = [phonenumbers.example_number_for_type(region, kind)
+                    for kind in range(PhoneNumberType.UNKNOWN)]  # fmt: skip
+        examples.append(phonenumbers.invalid_example_number(region))
+        for example in examples:
+            if example is None:
+                continue
+            nsn = str(example.national_number)
+            for digits in {nsn, nsn[:-1] + str((int(nsn[-1]) + 5) % 10), nsn + "7", nsn[:-1],
+                           str((int(nsn[0]) + 1) % 10) + nsn[1:]}:  # fmt: skip
+                if digits:
+                    yield phonenumbers.PhoneNumber(example.country_code, int(digits))
+
+
+def test_validity_is_the_librarys_for_every_regions_numbers() -> None:
+    checked = 0
+    for number in _samples():
+        assert phone_check._valid(number) == phonenumbers.is_valid_number(number), number
+        checked += 1
+    assert checked > 5000
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    country_code=st.sampled_from([1, 7, 44, 39, 47, 61, 262, 290, 599, 800, 882, 999]),
+    national=st.integers(min_value=0, max_value=10**12),
+)
+def test_validity_of_any_number_is_the_librarys(country_code: int, national: int) -> None:
+    number = phonenumbers.PhoneNumber(country_code, national)
+    assert phone_check._valid(number) == phonenumbers.is_valid_number(number)
