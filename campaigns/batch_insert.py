@@ -1,7 +1,7 @@
 """Many new rows into one table, one statement per batch on either database, no ids back.
 
-PostgreSQL: ``INSERT .. SELECT unnest(..)`` (``pgbulk``); SQLite: one driver-level
-executemany (``sqlite_bulk``).
+PostgreSQL: ``COPY`` from ``COPY_FROM`` rows up (``pg_copy``), ``INSERT .. SELECT unnest(..)``
+below (``pgbulk``); SQLite: one driver-level executemany (``sqlite_bulk``).
 """
 
 from __future__ import annotations
@@ -15,8 +15,12 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import Insert
 from sqlalchemy.sql.expression import TableClause
 
-from campaigns import sqlite_bulk
+from campaigns import pg_copy, sqlite_bulk
 from campaigns.pgbulk import unnest_binds, unnest_columns
+
+#: Batches of this many rows or more go in with ``COPY`` on PostgreSQL: its extra round trip
+#: (~0.1 ms on loopback) is what ~5 rows save in the client.
+COPY_FROM = 32
 
 
 def insert_rows(session: Session, target: TableClause, rows: Sequence[Mapping[str, Any]]) -> None:
@@ -36,6 +40,9 @@ def insert_columns(
         return
     connection = session.connection()
     postgresql = connection.dialect.name == "postgresql"
+    if postgresql and count >= COPY_FROM:
+        pg_copy.copy_columns(connection, target, columns)
+        return
     statement = _statement(target, names, postgresql=postgresql)
     if postgresql:
         connection.execute(statement, unnest_columns(columns))
