@@ -1,4 +1,5 @@
-"""``email_check`` answers exactly as email_validator does with its own domain check."""
+"""``email_check`` answers exactly as email_validator does with its own domain check and
+its own split of an address at the @-sign."""
 
 from __future__ import annotations
 
@@ -48,12 +49,15 @@ ADDRESSES = [
 
 @contextmanager
 def library_check() -> Iterator[None]:
-    """email_validator with its own domain check, for the expected answers."""
-    setattr(email_check._CALLER, email_check._CHECK_NAME, email_check._library_check)
+    """email_validator with its own domain check and split, for the expected answers."""
+    caller = email_check._CALLER
+    setattr(caller, email_check._CHECK_NAME, email_check._library_check)
+    setattr(caller, email_check._SPLIT_NAME, email_check._library_split)
     try:
         yield
     finally:
-        setattr(email_check._CALLER, email_check._CHECK_NAME, email_check._domain_check)
+        setattr(caller, email_check._CHECK_NAME, email_check._domain_check)
+        setattr(caller, email_check._SPLIT_NAME, email_check._split)
 
 
 def answer(address: str) -> str:
@@ -68,7 +72,7 @@ def expected(address: str) -> str:
         return answer(address)
 
 
-def test_the_remembering_check_is_what_email_validator_calls() -> None:
+def test_the_remembering_check_and_the_quick_split_are_what_email_validator_calls() -> None:
     # Fails when an email_validator upgrade renames its internals: the addresses would
     # still be checked (by the library's own check), only bulk enrolment would be slower.
     assert email_check.installed()
@@ -101,3 +105,44 @@ _LABEL = st.text(alphabet="abcXYZ09-_.ü\u200b@ ", min_size=0, max_size=12)
 def test_any_address_answers_as_the_library_does(local: str, domain: str) -> None:
     address = f"{local}@{domain}"
     assert answer(address) == expected(address)
+
+
+SPLITS = [
+    *ADDRESSES,
+    "Pat Smith <pat@example.org>",
+    '"Pat Smith" <pat@example.org>',
+    "<pat@example.org>",
+    "pat@example.org>",
+    "pat@exa<mple.org",
+    '"pat@home"@example.org',
+    'pat"@example.org',
+    "pat\\@x@example.org",
+    "pat@x@example.org",
+    "pat(comment)@example.org",
+    " pat@example.org ",
+    "pat@",
+    "@",
+    "",
+    "pat\u0301@example.org",
+    "pat@\u0301example.org",
+    "pat\ufe6bexample.org",
+    "pat@ex\u00e4mple.org",
+]
+
+
+def split(split_email: object, address: str) -> object:
+    try:
+        return split_email(address)  # type: ignore[operator]
+    except email_check.EmailNotValidError as exc:
+        return f"{type(exc).__name__}: {exc}"
+
+
+@pytest.mark.parametrize("address", SPLITS)
+def test_the_quick_split_answers_as_the_library_does(address: str) -> None:
+    assert split(email_check._split, address) == split(email_check._library_split, address)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(alphabet='ab.@"<>\\ ()\u00e9\u0301\ufe6b', max_size=14))
+def test_any_text_splits_as_the_library_splits_it(address: str) -> None:
+    assert split(email_check._split, address) == split(email_check._library_split, address)
