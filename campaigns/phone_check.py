@@ -1,18 +1,25 @@
-"""Phone numbers checked and written as E.164 by phonenumbers, its digit filter sped up.
+"""Phone numbers checked and written as E.164 by phonenumbers, two of its steps sped up.
 
-``phonenumbers.parse`` strips a number to its digits twice, character by character through
-a Unicode digit lookup (it accepts Arabic-Indic and full-width digits): ~4 of the ~21 µs a
-US number takes, which bulk enrolment pays per row. For an ASCII string the answer is its
-characters 0-9 (or the string itself, when non-digits are kept), which ``str.translate``
-gives in one C call; anything else goes to the library's own filter. The library calls the
-filter through its module's global name, which is where the faster one goes; numbers and
-errors are unchanged (``tests/unit/test_phone_check.py`` compares them with the library's
-own filter). The library's own switch for checking many numbers, keeping every compiled
-metadata pattern (otherwise ~12 look-ups in the ``re`` module's cache per number), is on.
+- ``phonenumbers.parse`` strips a number to its digits twice, character by character
+  through a Unicode digit lookup (it accepts Arabic-Indic and full-width digits): ~4 of the
+  ~21 µs a US number takes, which bulk enrolment pays per row. For an ASCII string the
+  answer is its characters 0-9 (or the string itself, when non-digits are kept), which
+  ``str.translate`` gives in one C call; anything else goes to the library's own filter.
+- It then searches the number for an extension ("x12", ";ext=12", "#12", ",,12", ...) with
+  one large pattern tried at every position. Each of its forms needs a letter, "#", ",",
+  ";", "~" or a character outside ASCII, so a number of digits, spaces and ``+-()./`` has
+  none, which one small pattern tells; anything else goes to the library's own search.
+
+The library calls both through its module's global names, which is where the faster ones
+go; numbers and errors are unchanged (``tests/unit/test_phone_check.py`` compares them with
+the library's own steps). The library's own switch for checking many numbers, keeping every
+compiled metadata pattern (otherwise ~12 look-ups in the ``re`` module's cache per number),
+is on.
 """
 
 from __future__ import annotations
 
+import re
 from functools import cache
 from typing import Any
 
@@ -33,10 +40,26 @@ def _digits_only(number: Any, keep_non_digits: bool = False) -> Any:
     return _library_filter(number, keep_non_digits)
 
 
+_EXTENSION_NAME = "_maybe_strip_extension"
+_library_strip: Any = getattr(phonenumberutil, _EXTENSION_NAME, None)
+#: Numbers in which none of the library's extension forms can occur.
+_NO_EXTENSION = re.compile(r"[0-9 +\-()./\t]*")
+
+
+def _strip_extension(number: Any) -> Any:
+    """(extension or "", the number before it), as the library answers."""
+    if isinstance(number, str) and _NO_EXTENSION.fullmatch(number):
+        return "", number
+    return _library_strip(number)
+
+
 def installed() -> bool:
-    """Whether phonenumbers calls the faster filter (a library upgrade that renames its
-    internals turns this off rather than breaking number checks; a test notices)."""
-    return getattr(phonenumberutil, _CHECK_NAME, None) is _digits_only
+    """Whether phonenumbers calls the faster steps (a library upgrade that renames its
+    internals turns them off rather than breaking number checks; a test notices)."""
+    return (
+        getattr(phonenumberutil, _CHECK_NAME, None) is _digits_only
+        and getattr(phonenumberutil, _EXTENSION_NAME, None) is _strip_extension
+    )
 
 
 def normalized(raw: str, region: str = "US") -> str:
@@ -78,3 +101,5 @@ def _main_region(country_code: int) -> str | None:
 phonenumbers.enable_pattern_cache()
 if callable(_library_filter):
     setattr(phonenumberutil, _CHECK_NAME, _digits_only)
+if callable(_library_strip):
+    setattr(phonenumberutil, _EXTENSION_NAME, _strip_extension)

@@ -1,4 +1,5 @@
-"""``phone_check`` answers exactly as phonenumbers does with its own digit filter."""
+"""``phone_check`` answers exactly as phonenumbers does with its own digit filter and
+extension search."""
 
 from __future__ import annotations
 
@@ -35,17 +36,29 @@ NUMBERS = [
     "+\u0661 \u0666\u0665\u0660 \u0662\u0665\u0663 \u0660\u0660\u0660\u0662",  # Arabic-Indic
     "+1 650 253 0002\u00b2",
     "+1\u00a0650\u00a0253\u00a00002",
+    "(650) 253-0000 #12",
+    "650-253-0000,,12",
+    "650 253 0000;12",
+    "650 253 0000 ~ 12",
+    "650 253 0000 int 12",
+    "650 253 0000 доб 12",
+    "650 253 0000 ｘ12",
+    "(650) 253-0000 - 12#",
+    "650/253/0000\t",
 ]
 
 
 @contextmanager
 def library_filter() -> Iterator[None]:
-    """phonenumbers with its own digit filter, for the expected answers."""
+    """phonenumbers with its own digit filter and extension search, for the expected
+    answers."""
     setattr(phonenumberutil, phone_check._CHECK_NAME, phone_check._library_filter)
+    setattr(phonenumberutil, phone_check._EXTENSION_NAME, phone_check._library_strip)
     try:
         yield
     finally:
         setattr(phonenumberutil, phone_check._CHECK_NAME, phone_check._digits_only)
+        setattr(phonenumberutil, phone_check._EXTENSION_NAME, phone_check._strip_extension)
 
 
 def answer(raw: str, region: str) -> str:
@@ -60,9 +73,9 @@ def expected(raw: str, region: str) -> str:
         return answer(raw, region)
 
 
-def test_the_faster_filter_is_what_phonenumbers_calls() -> None:
+def test_the_faster_steps_are_what_phonenumbers_calls() -> None:
     # Fails when a phonenumbers upgrade renames its internals: numbers would still be
-    # checked (by the library's own filter), only bulk enrolment would be slower.
+    # checked (by the library's own steps), only bulk enrolment would be slower.
     assert phone_check.installed()
 
 
@@ -86,6 +99,19 @@ def test_every_ascii_character_filters_as_the_library_does(keep: bool) -> None:
 )
 def test_any_text_filters_as_the_library_does(text: str, keep: bool) -> None:
     assert phone_check._digits_only(text, keep) == phone_check._library_filter(text, keep)
+
+
+def test_every_ascii_character_strips_extensions_as_the_library_does() -> None:
+    for code in range(128):
+        for text in (f"650 253 0000{chr(code)}12", f"650 253 0000 {chr(code)} 12#", chr(code)):
+            got = phone_check._strip_extension(text)
+            assert got == phone_check._library_strip(text), text
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(alphabet="0123456789 ()+-./\t#,;~xXteó\u00a0\uff58\uff03", max_size=24))
+def test_any_text_strips_extensions_as_the_library_does(text: str) -> None:
+    assert phone_check._strip_extension(text) == phone_check._library_strip(text)
 
 
 def _samples() -> Iterator[phonenumbers.PhoneNumber]:
