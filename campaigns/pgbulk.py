@@ -95,7 +95,13 @@ def array_bind(name: str, column_type: TypeEngine[Any]) -> BindParameter[Any]:
 
 
 def array_values(values: Iterable[Any]) -> list[Any]:
-    return [_plain(v) for v in values]
+    """``values`` in a new list, enums as their values. Most columns hold none, which the
+    set of their value types tells without a Python call per value (a third of ``COPY``'s
+    client time in bulk enrolment)."""
+    listed = list(values)
+    if any(issubclass(kind, PyEnum) for kind in set(map(type, listed))):
+        return [_plain(v) for v in listed]
+    return listed
 
 
 def unnest_binds(table: TableClause, columns: Mapping[str, str], name: str = "v") -> Subquery:
