@@ -27,6 +27,7 @@ from bench import (
     b5_ratelimit,
     b6_replies,
     b7_soak,
+    proc_cpu,
 )
 from bench.common import (
     BENCH_NOW,
@@ -209,11 +210,13 @@ def main(argv: list[str] | None = None) -> int:
     errors: list[dict[str, str]] = []
     started = datetime.now(UTC)
     probe = {"start": cpu_probe()}
+    ticks = proc_cpu.machine_ticks()
     for db in args.db.split(","):
         run_database(args, db.strip(), figures, errors)
     if "B5" in args.only.split(","):
         figures += _guard(errors, "B5", b5_ratelimit.run, smoke=args.smoke) or []
     print_table(figures)
+    stolen = proc_cpu.stolen_share(ticks, proc_cpu.machine_ticks())
     report = {
         "meta": {
             "started": started.isoformat(),
@@ -226,6 +229,7 @@ def main(argv: list[str] | None = None) -> int:
             "load_avg": os.getloadavg(),
             # lower is faster; compare runs made on different days with it
             "cpu_probe_ms": probe | {"end": cpu_probe()},
+            "cpu_stolen_share": stolen,
         },
         "figures": [f.as_dict() for f in figures],
         "scaling": scaling(figures),
@@ -237,6 +241,8 @@ def main(argv: list[str] | None = None) -> int:
     out.write_text(json.dumps(report, indent=2, default=str))
     console.print(f"scaling: {json.dumps(report['scaling'])}")
     console.print(f"cpu probe: {probe['start']:.0f} ms at the start (lower is faster)")
+    if stolen is not None:
+        console.print(f"the hypervisor took {stolen:.1%} of this machine's CPU time during the run")
     console.print(f"saved {out}")
     return 1 if errors else 0
 

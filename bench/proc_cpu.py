@@ -7,7 +7,7 @@ kernel's utime + stime per process does not.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 _TICK = os.sysconf("SC_CLK_TCK")
@@ -80,3 +80,19 @@ def spent(before: Snapshot, after: Snapshot) -> dict[str, float]:
         name: sum(cpu - before.get(name, {}).get(pid, 0.0) for pid, cpu in pids.items())
         for name, pids in after.items()
     }
+
+
+def machine_ticks(stat: str | None = None) -> tuple[int, ...]:
+    """The whole machine's CPU time counters (``/proc/stat``'s ``cpu`` line: user, nice,
+    system, idle, iowait, irq, softirq, steal, ...), in ticks."""
+    text = Path("/proc/stat").read_text() if stat is None else stat
+    return tuple(int(f) for f in text.split("\n", 1)[0].split()[1:])
+
+
+def stolen_share(before: Sequence[int], after: Sequence[int]) -> float | None:
+    """The share of the machine's CPU time between two ``machine_ticks`` that the hypervisor
+    gave to other guests (``steal``). On a shared VM it slows every process alike, and no
+    process's own CPU time shows it: a run with a large share reads low on every rate."""
+    spent = [b - a for a, b in zip(before, after, strict=True)]
+    total = sum(spent[:8])  # guest time is counted in user already
+    return spent[7] / total if len(spent) > 7 and total > 0 else None
