@@ -2,9 +2,9 @@
 
 ``INSERT .. SELECT unnest(..)`` (``pgbulk``) already sends a batch as one statement, but its
 arrays are built in Python value by value (the column types' processing, psycopg's choice of
-binary kind), which cost bulk enrolment's writer ~35 µs per row of its ~55 on PostgreSQL.
-``COPY`` takes rows as they are and psycopg's C code puts each value in binary by the
-column's own type, which the table's catalogue gives: the same writer spent ~20 µs per row
+binary kind). ``COPY`` takes rows as they are and psycopg's C code puts each value in binary
+by the column's own type, which the table's catalogue gives. Bulk enrolment's writer on
+PostgreSQL, with this and the changes beside it: 53-61 -> 20-24 µs of CPU per row
 (``bench/HISTORY.md``, twelfth session). The server's share (inserting, nine indexes, five
 foreign-key checks per enrolled patient) does not change.
 
