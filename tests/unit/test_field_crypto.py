@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import stat
 from collections.abc import Callable
 from pathlib import Path
@@ -103,6 +104,16 @@ def test_lookup_hashes_are_keyed_normalised_and_separate_phone_from_email() -> N
     assert a.lookup_hash("phone", "+16502530001") != b.lookup_hash("phone", "+16502530001")
     assert a.lookup_hash("phone", "x") != a.lookup_hash("email", "x")
     assert len(a.lookup_hash("phone", "+16502530001")) == 64
+
+
+def test_lookup_hashes_are_hmac_sha256_of_kind_and_value_whatever_came_before() -> None:
+    """Stored rows hold these hashes: how they are computed must never change them."""
+    keys = _keys(Fernet.generate_key().decode(), lookup="k" * 40)
+    key = keys.lookups[0]
+    for kind, value, message in (("phone", "+16502530001", b"phone:+16502530001"),
+                                 ("email", " Sam@Example.org", b"email:sam@example.org"),
+                                 ("phone", "+16502530001", b"phone:+16502530001")):  # fmt: skip
+        assert keys.lookup_hash(kind, value) == hmac.new(key, message, "sha256").hexdigest()
 
 
 def test_development_keys_are_made_once_private_and_stable(tmp_path: Path) -> None:
