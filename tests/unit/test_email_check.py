@@ -3,8 +3,9 @@ its own split of an address at the @-sign."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
+from typing import Any
+from unittest.mock import patch
 
 import pytest
 from hypothesis import given, settings
@@ -47,17 +48,12 @@ ADDRESSES = [
 ]
 
 
-@contextmanager
-def library_check() -> Iterator[None]:
+def library_check() -> AbstractContextManager[Any]:
     """email_validator with its own domain check and split, for the expected answers."""
-    caller = email_check._CALLER
-    setattr(caller, email_check._CHECK_NAME, email_check._library_check)
-    setattr(caller, email_check._SPLIT_NAME, email_check._library_split)
-    try:
-        yield
-    finally:
-        setattr(caller, email_check._CHECK_NAME, email_check._domain_check)
-        setattr(caller, email_check._SPLIT_NAME, email_check._split)
+    return patch.multiple(email_check._CALLER, **{
+        email_check._CHECK_NAME: email_check._library_check,
+        email_check._SPLIT_NAME: email_check._library_split,
+    })  # fmt: skip
 
 
 def answer(address: str) -> str:

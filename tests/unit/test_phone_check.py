@@ -4,7 +4,9 @@ extension search."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
+from typing import Any
+from unittest.mock import patch
 
 import phonenumbers
 import pytest
@@ -48,17 +50,13 @@ NUMBERS = [
 ]
 
 
-@contextmanager
-def library_filter() -> Iterator[None]:
+def library_filter() -> AbstractContextManager[Any]:
     """phonenumbers with its own digit filter and extension search, for the expected
     answers."""
-    setattr(phonenumberutil, phone_check._CHECK_NAME, phone_check._library_filter)
-    setattr(phonenumberutil, phone_check._EXTENSION_NAME, phone_check._library_strip)
-    try:
-        yield
-    finally:
-        setattr(phonenumberutil, phone_check._CHECK_NAME, phone_check._digits_only)
-        setattr(phonenumberutil, phone_check._EXTENSION_NAME, phone_check._strip_extension)
+    return patch.multiple(phonenumberutil, **{
+        phone_check._CHECK_NAME: phone_check._library_filter,
+        phone_check._EXTENSION_NAME: phone_check._library_strip,
+    })  # fmt: skip
 
 
 def answer(raw: str, region: str) -> str:
