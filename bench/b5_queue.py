@@ -24,8 +24,8 @@ from bench.b3_send import make_due
 from bench.common import BENCH_NOW, Figure, bench_runtime, fresh_database
 from bench.datagen import populate
 from campaigns.dispatch_budget import DispatchBudget, horizon_for, unlimited
-from campaigns.enums import Channel, MessageStatus
-from campaigns.models import OutboxMessage
+from campaigns.enums import Channel
+from campaigns.models import OUTBOX_PLANNED, OutboxMessage, outbox_status_in
 from campaigns.outbox import DeliveryResult, deliver_batch
 from campaigns.ratelimit import LocalBucket, RateLimiter
 from campaigns.runtime import Runtime
@@ -138,7 +138,7 @@ def _in_order(rt: Runtime, ids: Sequence[int]) -> list[tuple[int, Channel]]:
 
 def _planned(rt: Runtime) -> int:
     with rt.session() as session:
-        query = select(func.count()).where(OutboxMessage.status == MessageStatus.PLANNED)
+        query = select(func.count()).where(outbox_status_in(OUTBOX_PLANNED))
         return int(session.scalar(query) or 0)
 
 

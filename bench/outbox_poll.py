@@ -9,7 +9,7 @@ from __future__ import annotations
 from sqlalchemy import func, select
 
 from campaigns.enums import MessageStatus
-from campaigns.models import OutboxMessage
+from campaigns.models import OUTBOX_PLANNED, OUTBOX_SENDING, OutboxMessage, outbox_status_in
 from campaigns.runtime import Runtime
 
 
@@ -26,15 +26,16 @@ def sent_count(rt: Runtime, first_id: int = 0) -> int:
 
 
 def any_unsent(rt: Runtime, first_id: int = 0) -> bool:
-    """Is a row still ``planned`` or ``sending``? One index probe (``ix_outbox_status_planned``),
-    where counting ``sent`` rows reads every one of them."""
+    """Is a row still ``planned`` or ``sending``? An index probe in each of the two partial
+    indexes that hold them (``ix_outbox_planned``, ``ix_outbox_sending``), where counting
+    ``sent`` rows reads every one of them."""
     with rt.session() as session:
-        found = session.scalar(
-            select(OutboxMessage.id)
-            .where(
-                OutboxMessage.status.in_([MessageStatus.PLANNED, MessageStatus.SENDING]),
-                OutboxMessage.id >= first_id,
+        return any(
+            session.scalar(
+                select(OutboxMessage.id)
+                .where(outbox_status_in(statuses), OutboxMessage.id >= first_id)
+                .limit(1)
             )
-            .limit(1)
+            is not None
+            for statuses in (OUTBOX_PLANNED, OUTBOX_SENDING)
         )
-    return found is not None

@@ -23,18 +23,20 @@ from campaigns.data_care import purge_patient
 from campaigns.db import migrate
 from campaigns.dispatch_budget import unlimited
 from campaigns.enrollments import EnrollmentError, enroll
-from campaigns.enums import Channel, EnrollmentState, MessageStatus
+from campaigns.enums import Channel, EnrollmentState
 from campaigns.field_crypto import FieldKeyError
 from campaigns.heap import freeze_startup_heap
 from campaigns.inbound import receive_reply
 from campaigns.logs import configure as configure_logging
 from campaigns.models import (
+    OUTBOX_UNSETTLED,
     Alert,
     Enrollment,
     OutboxMessage,
     Patient,
     Program,
     ProgramVersion,
+    outbox_status_in,
     utcnow,
 )
 from campaigns.outbox import deliver
@@ -356,7 +358,7 @@ def _unsettled_messages(session: Session) -> dict[int, str]:
     """Messages staff must look at: delivery unknown (maybe sent) or failed."""
     counts = session.execute(
         select(OutboxMessage.patient_id, OutboxMessage.status, func.count(OutboxMessage.id))
-        .where(OutboxMessage.status.in_([MessageStatus.UNKNOWN, MessageStatus.FAILED]))
+        .where(outbox_status_in(OUTBOX_UNSETTLED))
         .group_by(OutboxMessage.patient_id, OutboxMessage.status)
     ).tuples()
     out: dict[int, list[str]] = {}

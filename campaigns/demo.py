@@ -28,9 +28,16 @@ from campaigns.demo_report import console_table, intro, render_html
 from campaigns.demo_scripts import CastMember, PatientScript, ScriptedReply, cast_member
 from campaigns.dispatch_budget import REDISPATCH_AFTER, unlimited
 from campaigns.enrollments import enroll, rules_of
-from campaigns.enums import MessagePurpose, MessageStatus
+from campaigns.enums import MessagePurpose
 from campaigns.inbound import receive_reply
-from campaigns.models import Enrollment, OutboxMessage, Patient, ProgramVersion
+from campaigns.models import (
+    OUTBOX_PLANNED,
+    Enrollment,
+    OutboxMessage,
+    Patient,
+    ProgramVersion,
+    outbox_status_in,
+)
 from campaigns.outbox import DeliveryResult, deliver
 from campaigns.patient_timeline import PatientSummary, collect
 from campaigns.patients import PatientInput, create_patient
@@ -162,9 +169,7 @@ class Simulation:
         with self.rt.session() as session:
             due = session.scalar(select(func.min(Enrollment.next_due_at)))
             planned = session.scalar(
-                select(func.min(OutboxMessage.planned_at)).where(
-                    OutboxMessage.status == MessageStatus.PLANNED
-                )
+                select(func.min(OutboxMessage.planned_at)).where(outbox_status_in(OUTBOX_PLANNED))
             )
         return [t for t in (due, planned and planned + REDISPATCH_AFTER) if t is not None]
 

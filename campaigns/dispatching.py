@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from campaigns.claims import in_index_order
 from campaigns.dispatch_budget import REDISPATCH_AFTER, DispatchBudget, horizon_for
 from campaigns.enums import Channel, MessageStatus
-from campaigns.models import OutboxMessage
+from campaigns.models import OUTBOX_PLANNED, OutboxMessage, outbox_status_in
 from campaigns.prefetch import among
 from campaigns.runtime import Runtime
 
@@ -40,7 +40,7 @@ def budget_for(rt: Runtime, session: Session, *, now: datetime) -> DispatchBudge
 def in_flight(session: Session, *, now: datetime) -> dict[Channel, int]:
     rows = session.execute(
         select(OutboxMessage.channel, func.count())
-        .where(OutboxMessage.status == M.PLANNED, OutboxMessage.lease_until > now)
+        .where(outbox_status_in(OUTBOX_PLANNED), OutboxMessage.lease_until > now)
         .group_by(OutboxMessage.channel)
     ).all()
     return {channel: int(count) for channel, count in rows}
@@ -73,10 +73,10 @@ def redispatchable(
 
 
 def redispatch_query(*, now: datetime, channel: Channel | None, limit: int) -> Select[Any]:
-    """Oldest first, in ``ix_outbox_status_planned``'s order, so a backlog planned at one
+    """Oldest first, in ``ix_outbox_planned``'s order, so a backlog planned at one
     instant is read a batch at a time instead of collected and sorted every tick."""
     query = select(OutboxMessage.id).where(
-        OutboxMessage.status == M.PLANNED,
+        outbox_status_in(OUTBOX_PLANNED),
         OutboxMessage.planned_at <= now - REDISPATCH_AFTER,
         or_(OutboxMessage.lease_until.is_(None), OutboxMessage.lease_until <= now),
     )

@@ -17,7 +17,16 @@ from sqlalchemy.orm import Session
 from campaigns.dispatching import in_flight
 from campaigns.enums import REACHED, AlertStatus, Channel, MessageStatus
 from campaigns.heartbeats import TICK, last_beat
-from campaigns.models import Alert, Enrollment, Event, InboundReply, OutboxMessage, utcnow
+from campaigns.models import (
+    OUTBOX_PLANNED,
+    Alert,
+    Enrollment,
+    Event,
+    InboundReply,
+    OutboxMessage,
+    outbox_status_in,
+    utcnow,
+)
 from campaigns.runtime import Runtime
 
 
@@ -90,10 +99,7 @@ def _gauge(name: str, doc: str, value: float) -> Metric:
 
 def _gauges(session: Session) -> Iterator[Metric]:
     now = utcnow()
-    queued = (
-        session.scalar(select(func.count()).where(OutboxMessage.status == MessageStatus.PLANNED))
-        or 0
-    )
+    queued = session.scalar(select(func.count()).where(outbox_status_in(OUTBOX_PLANNED))) or 0
     due = (
         session.scalar(
             select(func.count()).where(

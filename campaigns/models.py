@@ -21,6 +21,7 @@ from sqlalchemy import (
     Text,
     Time,
     UniqueConstraint,
+    bindparam,
     event,
     text,
 )
@@ -33,6 +34,7 @@ from sqlalchemy.orm import (
     relationship,
     validates,
 )
+from sqlalchemy.sql.elements import TextClause
 from sqlalchemy.types import TypeDecorator
 
 from campaigns.enums import (
@@ -291,6 +293,21 @@ class Enrollment(Base):
 #: writes the same list into its SQL, so SQLite can see that it implies this.
 _REACHED = text(f"status IN ({', '.join(repr(s.value) for s in REACHED)})")
 
+#: The statuses each of the outbox's other partial indexes holds. Nearly every row ends
+#: ``sent`` or ``delivered`` (one per patient-day, kept for years), and nothing looks those up
+#: by status: the scheduler wants the ``planned`` ones, the stale-send sweep the ``sending``
+#: ones, staff the ``failed`` and ``unknown`` ones. So a row leaves these indexes once it is
+#: sent, and their upkeep is paid only while it waits (migration 0009).
+OUTBOX_PLANNED = (MessageStatus.PLANNED,)
+OUTBOX_SENDING = (MessageStatus.SENDING,)
+OUTBOX_UNSETTLED = (MessageStatus.FAILED, MessageStatus.UNKNOWN)
+
+
+def _status_predicate(statuses: Sequence[MessageStatus]) -> TextClause:
+    if len(statuses) == 1:
+        return text(f"status = '{statuses[0].value}'")
+    return text(f"status IN ({', '.join(repr(s.value) for s in statuses)})")
+
 
 class OutboxMessage(Base):
     """One row per planned send; the unique key makes a second tick's insert a no-op."""
@@ -324,8 +341,24 @@ class OutboxMessage(Base):
     __table_args__ = (
         UniqueConstraint("enrollment_id", "step_id", "occurrence", name="uq_outbox_step_once"),
         # In the redispatch order, so a backlog is read a batch at a time (migration 0008).
-        Index("ix_outbox_status_planned", "status", "planned_at", "id"),
-        Index("ix_outbox_status_lease", "status", "lease_until"),
+        Index(
+            "ix_outbox_planned",
+            *("planned_at", "id"),
+            postgresql_where=_status_predicate(OUTBOX_PLANNED),
+            sqlite_where=_status_predicate(OUTBOX_PLANNED),
+        ),
+        Index(
+            "ix_outbox_sending",
+            "sending_at",
+            postgresql_where=_status_predicate(OUTBOX_SENDING),
+            sqlite_where=_status_predicate(OUTBOX_SENDING),
+        ),
+        Index(
+            "ix_outbox_unsettled",
+            "patient_id",
+            postgresql_where=_status_predicate(OUTBOX_UNSETTLED),
+            sqlite_where=_status_predicate(OUTBOX_UNSETTLED),
+        ),
         Index("ix_outbox_patient", "patient_id", "id"),
         # "Which message does this reply answer": the newest one that reached the patient
         # on the channel, one index entry read whatever their history or the statistics.
@@ -336,6 +369,20 @@ class OutboxMessage(Base):
             sqlite_where=_REACHED,
         ),
     )
+
+
+def outbox_status_in(statuses: Sequence[MessageStatus]) -> ColumnElement[bool]:
+    """The status test with the statuses written into the SQL (``literal_execute``), in the
+    partial indexes' own order: a database uses a partial index only where it sees that the
+    query implies the index's predicate, and a bound parameter hides that from a prepared
+    statement's generic plan on PostgreSQL."""
+    column = OutboxMessage.__table__.c.status
+    if len(statuses) == 1:
+        return column == bindparam(None, statuses[0], type_=column.type, literal_execute=True)
+    values = bindparam(
+        None, list(statuses), type_=column.type, expanding=True, literal_execute=True
+    )
+    return column.in_(values)
 
 
 class InboundReply(Base):

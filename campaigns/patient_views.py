@@ -12,8 +12,9 @@ from sqlalchemy import Select, exists, func, or_, select
 from sqlalchemy.orm import Session
 
 from campaigns.enrollments import shape_of
-from campaigns.enums import AlertStatus, EnrollmentState, MessageStatus
+from campaigns.enums import AlertStatus, EnrollmentState
 from campaigns.models import (
+    OUTBOX_UNSETTLED,
     Alert,
     Enrollment,
     InboundReply,
@@ -22,6 +23,7 @@ from campaigns.models import (
     Program,
     ProgramStep,
     ProgramVersion,
+    outbox_status_in,
 )
 
 
@@ -115,7 +117,7 @@ def _attention() -> Any:
     open_alert = exists().where(Alert.patient_id == Patient.id, Alert.status == AlertStatus.OPEN)
     bad_message = exists().where(
         OutboxMessage.patient_id == Patient.id,
-        OutboxMessage.status.in_([MessageStatus.FAILED, MessageStatus.UNKNOWN]),
+        outbox_status_in(OUTBOX_UNSETTLED),
     )
     return or_(open_alert, bad_message)
 

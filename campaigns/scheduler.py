@@ -20,9 +20,9 @@ from campaigns.composer import compose_step
 from campaigns.dispatch_budget import REDISPATCH_AFTER, DispatchBudget
 from campaigns.dispatching import budget_for, redispatch, redispatchable
 from campaigns.enrollments import apply_outcomes, clock_of, pacing_state, version_facts
-from campaigns.enums import Channel, MessageStatus
+from campaigns.enums import Channel
 from campaigns.logs import get_logger
-from campaigns.models import Enrollment, OutboxMessage
+from campaigns.models import OUTBOX_PLANNED, Enrollment, OutboxMessage, outbox_status_in
 from campaigns.outbox_plan import NewMessage, Planned, plan_many
 from campaigns.prefetch import latest_consents, recent_scores
 from campaigns.runtime import Runtime
@@ -143,7 +143,7 @@ _IDLE_PROBE = select(
     .where(Enrollment.next_due_at.is_not(None))
     .scalar_subquery(),
     select(func.min(OutboxMessage.planned_at))
-    .where(OutboxMessage.status == MessageStatus.PLANNED)
+    .where(outbox_status_in(OUTBOX_PLANNED))
     .scalar_subquery(),
 )
 
@@ -153,7 +153,7 @@ def idle(rt: Runtime, now: datetime) -> bool:
 
     Most ticks find nothing to do; this keeps them to one round trip reading the earliest
     due time (``ix_enrollments_due``) and the oldest planned message
-    (``ix_outbox_status_planned``), instead of a write transaction. The times are compared
+    (``ix_outbox_planned``), instead of a write transaction. The times are compared
     here, not in SQL, so no prepared statement's generic plan can turn the probe into a scan.
     """
     with rt.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:

@@ -1,6 +1,6 @@
 """The tick reads a batch off an index when everyone is due at once: its claim off
 ``ix_enrollments_due``, and the planned messages it hands out again off
-``ix_outbox_status_planned``.
+``ix_outbox_planned``.
 
 With the index on ``next_due_at`` alone, or with statistics taken before the send time filled
 up, PostgreSQL sorted every due row for each batch of 500 (an on-disk sort at 50k due, ~100
@@ -81,7 +81,7 @@ def test_a_backlog_planned_at_one_instant_is_handed_out_again_a_batch_at_a_time(
     for channel in Channel:
         query = redispatch_query(now=NOW, channel=channel, limit=500)
         with rt.session() as session, in_index_order(session):
-            _assert_read_off(session, query, "ix_outbox_status_planned")
+            _assert_read_off(session, query, "ix_outbox_planned")
     with rt.session() as session:  # oldest first, then by id, one channel at a time
         sms = redispatchable(session, now=NOW, channel=Channel.SMS, limit=500)
         either = redispatchable(session, now=NOW, limit=500)

@@ -3,6 +3,7 @@ describe an empty outbox (autovacuum off or not yet run after a large import).""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -41,4 +42,4 @@ def test_the_send_claim_uses_the_primary_key_with_stale_statistics(
     finally:
         rt.engine.dispose()
     assert "outbox_pkey" in plan, plan
-    assert "ix_outbox_status" not in plan, plan
+    assert not re.findall(r"ix_outbox_\w+", plan), plan

@@ -7,6 +7,7 @@ every sent row's status entry for each reply: 20 ms per reply at 200k sent rows 
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -62,4 +63,4 @@ def test_the_lookup_uses_its_index_with_statistics_of_an_unsent_outbox(rt: Runti
         plan = _plan(conn, {"patient_id": patients[3], "channel": Channel.SMS,
                             "now": NOW + timedelta(days=1)})  # fmt: skip
     assert "ix_outbox_answered" in plan, plan
-    assert "ix_outbox_status_planned" not in plan, plan
+    assert set(re.findall(r"ix_outbox_\w+", plan)) == {"ix_outbox_answered"}, plan
