@@ -33,7 +33,9 @@ def any_unsent(rt: Runtime, first_id: int = 0) -> bool:
         return any(
             session.scalar(
                 select(OutboxMessage.id)
-                .where(outbox_status_in(statuses), OutboxMessage.id >= first_id)
+                # ``id + 0``: SQLite, without statistics on a filling outbox, would read
+                # every row from ``first_id`` on by primary key instead of the small index.
+                .where(outbox_status_in(statuses), OutboxMessage.id + 0 >= first_id)
                 .limit(1)
             )
             is not None

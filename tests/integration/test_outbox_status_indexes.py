@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from sqlalchemy import Connection, bindparam, event, func, select, text
 
 from bench.datagen import populate
@@ -37,8 +38,10 @@ PATIENTS = 2_000
 PLANNED, SENDING, FAILED, UNKNOWN = 11, 12, 13, 14
 
 
-def _fill(rt: Runtime) -> None:
-    """Ten sent messages per patient, then one planned, sending, failed and unknown row."""
+def _fill(rt: Runtime, *, analyze: bool = True) -> None:
+    """Ten sent messages per patient, then one planned, sending, failed and unknown row;
+    without ``analyze`` the statistics are those of an empty outbox (taken by ``populate``),
+    as on SQLite, which never gathers them by itself, or before autovacuum runs."""
     populate(rt, PATIENTS, now=NOW)
     insert = text(
         "INSERT INTO outbox (patient_id, enrollment_id, occurrence, purpose, channel, body_text,"
@@ -58,8 +61,9 @@ def _fill(rt: Runtime) -> None:
         conn.execute(insert, _row(10, "sending", stale, only=SENDING, sending=stale))
         conn.execute(insert, _row(10, "failed", stale, only=FAILED, sending=stale))
         conn.execute(insert, _row(10, "unknown", stale, only=UNKNOWN, sending=stale))
-    with rt.engine.begin() as conn:
-        conn.exec_driver_sql("ANALYZE")
+    if analyze:
+        with rt.engine.begin() as conn:
+            conn.exec_driver_sql("ANALYZE")
 
 
 def _row(
@@ -109,8 +113,9 @@ def _check(rt: Runtime, run: Callable[[], Any], index: str) -> Any:
     return result
 
 
-def test_each_waiting_row_query_reads_its_partial_index(rt: Runtime) -> None:
-    _fill(rt)
+@pytest.mark.parametrize("analyzed", [True, False], ids=["analyzed", "stale-statistics"])
+def test_each_waiting_row_query_reads_its_partial_index(rt: Runtime, analyzed: bool) -> None:
+    _fill(rt, analyze=analyzed)
     with rt.session() as session:
         sms = _check(rt, lambda: in_flight(session, now=NOW), "ix_outbox_planned")
     assert sms == {Channel.SMS: 1}
@@ -129,7 +134,8 @@ def test_each_waiting_row_query_reads_its_partial_index(rt: Runtime) -> None:
         )
     assert unsettled == {FAILED: "1 failed", UNKNOWN: "1 unknown"}
     assert sorted(p.id for p in flagged) == [FAILED, UNKNOWN]
-    assert _check(rt, lambda: any_unsent(rt), "ix_outbox_planned") is True
+    first = PATIENTS * 5  # the bench's polls skip rows from before their run
+    assert _check(rt, lambda: any_unsent(rt, first), "ix_outbox_planned") is True
     with rt.session() as session:
         swept = _check(
             rt,
