@@ -289,9 +289,15 @@ class Enrollment(Base):
     )
 
 
+def _status_predicate(statuses: Sequence[MessageStatus]) -> TextClause:
+    if len(statuses) == 1:
+        return text(f"status = '{statuses[0].value}'")
+    return text(f"status IN ({', '.join(repr(s.value) for s in statuses)})")
+
+
 #: Outbox rows that reached the patient, as the partial index's predicate: the reply lookup
 #: writes the same list into its SQL, so SQLite can see that it implies this.
-_REACHED = text(f"status IN ({', '.join(repr(s.value) for s in REACHED)})")
+_REACHED = _status_predicate(REACHED)
 
 #: The statuses each of the outbox's other partial indexes holds. Nearly every row ends
 #: ``sent`` or ``delivered`` (one per patient-day, kept for years), and nothing looks those up
@@ -301,12 +307,6 @@ _REACHED = text(f"status IN ({', '.join(repr(s.value) for s in REACHED)})")
 OUTBOX_PLANNED = (MessageStatus.PLANNED,)
 OUTBOX_SENDING = (MessageStatus.SENDING,)
 OUTBOX_UNSETTLED = (MessageStatus.FAILED, MessageStatus.UNKNOWN)
-
-
-def _status_predicate(statuses: Sequence[MessageStatus]) -> TextClause:
-    if len(statuses) == 1:
-        return text(f"status = '{statuses[0].value}'")
-    return text(f"status IN ({', '.join(repr(s.value) for s in statuses)})")
 
 
 class OutboxMessage(Base):
