@@ -295,9 +295,11 @@ def _status_predicate(statuses: Sequence[MessageStatus]) -> TextClause:
     return text(f"status IN ({', '.join(repr(s.value) for s in statuses)})")
 
 
-#: Outbox rows that reached the patient, as the partial index's predicate: the reply lookup
-#: writes the same list into its SQL, so SQLite can see that it implies this.
-_REACHED = _status_predicate(REACHED)
+def _outbox_index(name: str, *columns: str, statuses: Sequence[MessageStatus]) -> Index:
+    """An outbox index holding only the rows with one of ``statuses``."""
+    where = _status_predicate(statuses)
+    return Index(name, *columns, postgresql_where=where, sqlite_where=where)
+
 
 #: The statuses each of the outbox's other partial indexes holds. Nearly every row ends
 #: ``sent`` or ``delivered`` (one per patient-day, kept for years), and nothing looks those up
@@ -341,32 +343,15 @@ class OutboxMessage(Base):
     __table_args__ = (
         UniqueConstraint("enrollment_id", "step_id", "occurrence", name="uq_outbox_step_once"),
         # In the redispatch order, so a backlog is read a batch at a time (migration 0008).
-        Index(
-            "ix_outbox_planned",
-            *("planned_at", "id"),
-            postgresql_where=_status_predicate(OUTBOX_PLANNED),
-            sqlite_where=_status_predicate(OUTBOX_PLANNED),
-        ),
-        Index(
-            "ix_outbox_sending",
-            "sending_at",
-            postgresql_where=_status_predicate(OUTBOX_SENDING),
-            sqlite_where=_status_predicate(OUTBOX_SENDING),
-        ),
-        Index(
-            "ix_outbox_unsettled",
-            "patient_id",
-            postgresql_where=_status_predicate(OUTBOX_UNSETTLED),
-            sqlite_where=_status_predicate(OUTBOX_UNSETTLED),
-        ),
+        _outbox_index("ix_outbox_planned", "planned_at", "id", statuses=OUTBOX_PLANNED),
+        _outbox_index("ix_outbox_sending", "sending_at", statuses=OUTBOX_SENDING),
+        _outbox_index("ix_outbox_unsettled", "patient_id", statuses=OUTBOX_UNSETTLED),
         Index("ix_outbox_patient", "patient_id", "id"),
         # "Which message does this reply answer": the newest one that reached the patient
-        # on the channel, one index entry read whatever their history or the statistics.
-        Index(
-            "ix_outbox_answered",
-            *("patient_id", "channel", "sent_at", "id"),
-            postgresql_where=_REACHED,
-            sqlite_where=_REACHED,
+        # on the channel, one index entry read whatever their history or the statistics
+        # (the reply lookup writes the same statuses into its SQL).
+        _outbox_index(
+            "ix_outbox_answered", "patient_id", "channel", "sent_at", "id", statuses=REACHED
         ),
     )
 
