@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 
 import pytest
 import redis
@@ -13,15 +15,23 @@ from campaigns.enums import Channel
 from campaigns.ratelimit import RateLimiter, RedisBucket
 from tests.conftest import REDIS_URL, require_service
 
+#: A gap between two sends this long means nobody could run: the host or the interpreter
+#: stood still (at 2,000/s and blocks of 20, sends are ~0.5 ms apart and blocks 10 ms).
+STALL = 0.05
+
 
 @pytest.fixture
-def client() -> redis.Redis:
+def client() -> Iterator[redis.Redis]:
     client = redis.Redis.from_url(REDIS_URL)
     try:
         client.ping()
     except redis.RedisError as exc:
         require_service("Redis", exc)
-    return client
+    yield client
+    # The senders' threads opened a connection each: closed here, not by the collector
+    # in whichever later test it runs (an unclosed socket warning fails that test).
+    client.close()
+    client.connection_pool.disconnect()
 
 
 def test_three_senders_together_stay_within_the_global_rate(client: redis.Redis) -> None:
@@ -92,8 +102,15 @@ def test_high_rate_senders_share_blocks_of_tokens_and_keep_every_second_within_t
     stamps.sort()
     # Per second, the bound is checked on a simulated clock (tests/unit/test_ratelimit.py);
     # here six threads' stamps trail their grants by thread switches, so the run's average.
-    achieved = (len(stamps) - 1) / (stamps[-1] - stamps[0])
-    assert rate * 0.9 <= achieved <= rate * 1.002
+    elapsed = stamps[-1] - stamps[0]
+    assert (len(stamps) - 1) / elapsed <= rate * 1.002
+    # Not under the rate while the senders ran. When the host or the interpreter stands
+    # still (a stamp every 0.5 ms, then none for 50 ms or more), nothing can be sent, and by
+    # design what accrues meanwhile is not sent late: such stalls (a stop of 0.25 s takes a
+    # run to ~85% of the rate) are left out, and must stay rare.
+    stalls = [b - a for a, b in itertools.pairwise(stamps) if b - a >= STALL]
+    assert sum(stalls) <= elapsed / 4, stalls
+    assert (len(stamps) - 1) / (elapsed - sum(stalls)) >= rate * 0.9
     # one per message (and more, refusals) without blocks; two processes competing for the
     # same tokens are refused more often than one
     assert calls[0] <= len(stamps) / 2, "Redis asked per block, not per message"
