@@ -26,6 +26,7 @@ from campaigns.models import (
     PainReport,
     Patient,
     ProgramVersion,
+    outbox_status_in,
 )
 
 _replies = cast(Table, InboundReply.__table__)
@@ -74,9 +75,7 @@ def _answered_by(
             OutboxMessage.channel == bindparam("channel"),
             # Written into the SQL, not bound: SQLite uses a partial index (``ix_outbox_answered``)
             # only when the query's own text implies its predicate.
-            OutboxMessage.status.in_(
-                bindparam("reached", list(REACHED), expanding=True, literal_execute=True)
-            ),
+            outbox_status_in(REACHED),
             OutboxMessage.sent_at <= bindparam("now"),
         )
         .order_by(OutboxMessage.sent_at.desc(), OutboxMessage.id.desc())
