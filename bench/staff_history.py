@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -21,7 +20,7 @@ from typing import Any
 from alembic import command
 from sqlalchemy import bindparam, text
 
-from bench.common import BENCH_NOW, bench_runtime, fresh_database, quiet_logs
+from bench.common import BENCH_NOW, bench_runtime, fresh_database, quiet_logs, timed
 from bench.datagen import populate
 from campaigns.db import alembic_config
 from campaigns.models import UTCDateTime
@@ -50,12 +49,7 @@ def _fill(rt: Runtime, patients: int, days: int) -> None:
 
 
 def _median_ms(fn: Callable[[], Any], rounds: int) -> float:
-    times = []
-    for _ in range(rounds):
-        started = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times) * 1000
+    return statistics.median(timed(fn) for _ in range(rounds)) * 1000
 
 
 def _measure(rt: Runtime, rounds: int) -> dict[str, float]:
