@@ -41,7 +41,8 @@ class EnrollmentError(ValueError):
 
 def pacing_state(enrollment: Enrollment | DueEnrollment) -> pacing.PacingState:
     values = {name: getattr(enrollment, name) for name in STATE_FIELDS}
-    return pacing.PacingState(state=enrollment.state, **values)
+    values["state"] = enrollment.state
+    return pacing.PacingState.of(values)
 
 
 def store_state(enrollment: Enrollment, state: pacing.PacingState) -> None:

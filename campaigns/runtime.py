@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import time
+from functools import lru_cache
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
@@ -34,12 +36,20 @@ class Runtime:
 
     @property
     def window(self) -> SendWindow:
-        return SendWindow(self.settings.send_window_start, self.settings.send_window_end)
+        return _window(self.settings.send_window_start, self.settings.send_window_end)
 
     @contextmanager
     def session(self) -> Iterator[Session]:
         with session_scope(self.engine) as session:
             yield session
+
+
+@lru_cache(maxsize=16)
+def _window(start: time, end: time) -> SendWindow:
+    """One window per setting, not one per call: the tick and the sends ask for it per
+    message, and a new frozen dataclass (validated, then hashed by the clock cache) cost more
+    than the look-up."""
+    return SendWindow(start, end)
 
 
 def default_transports(settings: Settings) -> dict[Channel, Transport]:

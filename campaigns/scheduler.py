@@ -106,7 +106,7 @@ def _decide(
     )
     due = outcome.state.next_due_at
     if due is not None and due <= now:  # pacing did not move it forward: retry later
-        outcome = replace(outcome, state=replace(outcome.state, next_due_at=now + STUCK_RETRY))
+        outcome = replace(outcome, state=outcome.state.evolve(next_due_at=now + STUCK_RETRY))
     return outcome
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time as clock_time
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import FrozenInstanceError, replace
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -531,3 +531,25 @@ def test_an_early_morning_flare_reply_waits_for_the_patients_send_time() -> None
     assert early.state.next_due_at == at(1, 15)
     on_time = advance(early.state, RULES, SHAPE, clock, now=at(1, 15))
     assert on_time.send is not None and on_time.send.track == Track.FLARE
+
+
+def test_evolve_is_replace_and_keeps_the_state_frozen() -> None:
+    """The tick's fast copy must be indistinguishable from ``dataclasses.replace``."""
+    base = PacingState(main_position=3, next_due_at=datetime(2025, 6, 2, 13, tzinfo=UTC))
+    fast = base.evolve(state=S.FLARE, flare_sent=2, last_program_send_on=DAY0)
+    slow = replace(base, state=S.FLARE, flare_sent=2, last_program_send_on=DAY0)
+    assert fast == slow and hash(fast) == hash(slow) and repr(fast) == repr(slow)
+    assert base.state == S.ACTIVE and base.flare_sent == 0  # the original is untouched
+    with pytest.raises(FrozenInstanceError):
+        fast.main_position = 9  # type: ignore[misc]
+    with pytest.raises(TypeError, match=r"no field.*main_postion"):
+        base.evolve(main_postion=4)
+
+
+def test_of_needs_every_field() -> None:
+    whole = {name: getattr(PacingState(), name) for name in PacingState.__dataclass_fields__}
+    assert PacingState.of({**whole, "settled_reports": 2}) == PacingState(settled_reports=2)
+    with pytest.raises(TypeError, match="exactly the fields"):
+        PacingState.of({k: v for k, v in whole.items() if k != "paused_from"})
+    with pytest.raises(TypeError, match="exactly the fields"):
+        PacingState.of({**whole, "extra": 1})
