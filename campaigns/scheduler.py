@@ -100,7 +100,7 @@ def _decide(
     channel = patient.preferred_channel
     if not consents.get((patient.id, channel), False):
         return pacing.opt_out(pacing_state(enrollment), f"no {channel.value} consent")
-    facts = version_facts(session, enrollment.version)
+    facts = version_facts(enrollment.version)
     outcome = pacing.advance(
         pacing_state(enrollment), facts.rules, facts.shape, clock_of(patient, rt.window), now=now
     )
