@@ -70,6 +70,8 @@ class DueEnrollment:
 _ENROLLMENT_COLUMNS = ["id", "patient_id", "version_id", "state", "row_version", "ended_at"]
 _PATIENT_COLUMNS = ["id", "first_name", "preferred_channel", "timezone", "send_time"]
 _NAMES = [*_ENROLLMENT_COLUMNS, *STATE_FIELDS]
+#: By position: a ``Row``'s ``row.name`` costs a caught ``AttributeError`` (``outbox._Claimed``).
+_VERSION_AT = _NAMES.index("version_id")
 
 
 def due_query(*, now: datetime, limit: int, locking: bool) -> Select[Any]:
@@ -121,7 +123,7 @@ def claim_due(session: Session, *, now: datetime, limit: int) -> list[DueEnrollm
     with in_index_order(session):
         params = {"now": now, "limit": limit}
         rows = execute_plain(session, _due_statement(postgresql), params).all()
-    versions = load_versions(session, {row.version_id for row in rows})
+    versions = load_versions(session, {row[_VERSION_AT] for row in rows})
     split = len(_NAMES)
     claimed = []
     for row in rows:

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from datetime import time as dt_time
 from enum import StrEnum
 from functools import cache
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from sqlalchemy import (
     Select,
@@ -28,7 +28,6 @@ from sqlalchemy import (
     type_coerce,
     update,
 )
-from sqlalchemy.engine import Row
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import ReturningUpdate, Update
 
@@ -126,12 +125,24 @@ def _states_query(dialect: str) -> Select[tuple[int, EnrollmentState]]:
     return select(Enrollment.id, Enrollment.state).where(among_param(dialect, Enrollment.id, "ids"))
 
 
+class _Claimed(NamedTuple):
+    """A claimed row as the send path reads it. A SQLAlchemy ``Row``'s ``row.name`` raises
+    and catches an ``AttributeError`` before it finds the column (~450 ns against ~30 for a
+    named tuple's field), and the claim reads about 25 of them per message."""
+
+    id: int
+    patient_id: int
+    enrollment_id: int | None
+    step_id: int | None
+    purpose: MessagePurpose
+    channel: Channel
+    subject: str | None
+    body_text: str
+    body_html: str | None
+
+
 #: The outbox columns the send path reads, as plain values (no ORM objects per row).
-_SEND_COLUMNS = [
-    _OUTBOX.c[n]
-    for n in ("id", "patient_id", "enrollment_id", "step_id", "purpose", "channel",
-              "subject", "body_text", "body_html")
-]  # fmt: skip
+_SEND_COLUMNS = [_OUTBOX.c[n] for n in _Claimed._fields]
 
 
 @dataclass
@@ -142,7 +153,7 @@ class _Checks:
     states: dict[int, EnrollmentState]
 
     @classmethod
-    def load(cls, session: Session, rows: Sequence[Row[Any]]) -> _Checks:
+    def load(cls, session: Session, rows: Sequence[_Claimed]) -> _Checks:
         program = [r for r in rows if r.purpose == MessagePurpose.PROGRAM]
         enrollment_ids = {r.enrollment_id for r in program if r.enrollment_id is not None}
         states = execute_among(session, _states_query, enrollment_ids)
@@ -151,7 +162,7 @@ class _Checks:
             {eid: state for eid, state in states} if enrollment_ids else {},
         )
 
-    def withhold_reason(self, row: Row[Any], patient: _Recipient) -> str | None:
+    def withhold_reason(self, row: _Claimed, patient: _Recipient) -> str | None:
         """Consent and opt-out are checked again at send time: STOP wins over anything planned.
 
         Answers to a patient's own message (confirmations, HELP, crisis resources) need no
@@ -226,7 +237,7 @@ def _claim_batch(
     rows = sorted(_claim(session, ids, now), key=lambda r: r.id)
     patients = _recipients(session, {r.patient_id for r in rows})
     checks = _Checks.load(session, rows)
-    ready: list[Row[Any]] = []
+    ready: list[_Claimed] = []
     withheld: list[dict[str, Any]] = []
     for row in rows:
         patient = patients[row.patient_id]
@@ -269,12 +280,12 @@ def _claim_batch(
 _UNCLAIMED = {"sending_at": None, "attempts": _OUTBOX.c.attempts - 1}
 
 
-def _claim(session: Session, ids: list[int], now: datetime) -> list[Row[Any]]:
+def _claim(session: Session, ids: list[int], now: datetime) -> list[_Claimed]:
     """``planned -> sending`` in one statement; only the rows it changed are ours to send,
     returned with what sending needs."""
     if not ids:
         return []
-    return list(execute_among(session, _claim_statement, ids, now=now).all())
+    return [_Claimed(*row) for row in execute_among(session, _claim_statement, ids, now=now)]
 
 
 @cache
@@ -298,7 +309,7 @@ def _claim_statement(dialect: str) -> ReturningUpdate[Any]:
 
 
 def _defer_to_next_window(
-    session: Session, row: Row[Any], clock: PatientClock, *, now: datetime
+    session: Session, row: _Claimed, clock: PatientClock, *, now: datetime
 ) -> None:
     """The message now belongs to the morning it will go out on, so the enrollment's next
     message moves a day too: still one program message a day, still in order."""

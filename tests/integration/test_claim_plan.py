@@ -12,7 +12,8 @@ from sqlalchemy import event
 from bench.b3_send import make_due
 from bench.common import BENCH_NOW
 from bench.datagen import populate
-from campaigns.outbox import _claim
+from campaigns.outbox import _claim_statement
+from campaigns.prefetch import execute_among
 from campaigns.runtime import build_runtime
 from campaigns.scheduler import tick
 from tests.conftest import make_settings
@@ -36,7 +37,10 @@ def test_the_send_claim_uses_the_primary_key_with_stale_statistics(
 
         event.listen(rt.engine, "before_cursor_execute", explain, retval=True)
         with rt.session() as session:
-            plan = "\n".join(str(row[0]) for row in _claim(session, planned[1000:1100], BENCH_NOW))
+            # The statement ``outbox._claim`` runs, explained (its rows are the plan's lines).
+            ids = planned[1000:1100]
+            claim = execute_among(session, _claim_statement, ids, now=BENCH_NOW)
+            plan = "\n".join(str(row[0]) for row in claim)
             session.rollback()
         event.remove(rt.engine, "before_cursor_execute", explain)
     finally:
