@@ -163,7 +163,7 @@ def load_versions(session: Session, version_ids: Iterable[int]) -> dict[int, Pro
     ids = list(version_ids)
     if not ids:
         return {}
-    keys = execute_among(session, _version_keys, ids).all()
+    keys = execute_among(session, _version_keys, ids)
     engine = session.get_bind().engine
     cached = _VERSIONS.setdefault(engine, {})
     found = {key.id: cached.get(tuple(key)) for key in keys}
