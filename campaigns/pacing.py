@@ -95,12 +95,13 @@ class PacingState:
     def evolve(self, **changes: Any) -> PacingState:
         """``dataclasses.replace`` without its walk over the fields and the frozen
         ``__init__``'s thirteen ``object.__setattr__`` calls: the tick makes two or three of
-        these per message, and they were ~4% of B3's time (bench/HISTORY.md, fourteenth
-        session). Unknown names still raise ``TypeError``, as ``replace`` does."""
+        these per message, and doing without them took ~9% of B3's instructions per message
+        (bench/HISTORY.md, fourteenth session). Unknown names still raise ``TypeError``, as
+        ``replace`` does."""
         if not changes.keys() <= _STATE_NAMES:
             unknown = ", ".join(sorted(changes.keys() - _STATE_NAMES))
             raise TypeError(f"PacingState has no field(s): {unknown}")
-        new = object.__new__(PacingState)
+        new = object.__new__(type(self))
         values = new.__dict__
         values.update(self.__dict__)
         values.update(changes)
