@@ -162,6 +162,8 @@ def size_label(n: int) -> str:
 class FakeTransport:
     """In-process transport: accepts everything, costs one counter increment."""
 
+    waits = False  # nothing to overlap: a batch sends on its own thread
+
     def __init__(self, channel: Channel) -> None:
         self.channel = channel
         self.sent = 0

@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import ReturningUpdate, Update
 
 from campaigns import lanes, sqlite_bulk
-from campaigns.channels.base import DeliveryError, OutgoingMessage
+from campaigns.channels.base import DeliveryError, OutgoingMessage, waits
 from campaigns.db import dialect_of, execute_plain
 from campaigns.enrollments import clock_of
 from campaigns.enums import Channel, EnrollmentState, MessagePurpose, MessageStatus
@@ -65,9 +65,16 @@ RETRY_BACKOFF = timedelta(minutes=3)
 #: ... plus a random share of this, so the rows an outage deferred together do not all
 #: come back in the same tick (a provider's own Retry-After is kept as given).
 RETRY_JITTER = timedelta(minutes=1)
-#: Ids per send task: big enough to amortise the batch's statements, small enough that a
-#: killed worker leaves few rows ``unknown``.
-SEND_BATCH_SIZE = 100
+#: Ids per send task: enough to amortise a task's statements (at 100, B3's sends spent ~20
+#: µs of ~55 per message on them, bench/HISTORY.md, fifteenth session). What a killed worker
+#: can leave ``unknown`` is bounded by the claims, not by this.
+SEND_BATCH_SIZE = 500
+#: A task claims this many rows first, and never fewer at once (unless the rate limit
+#: allows fewer per second) ...
+FIRST_CLAIM = 100
+#: ... then as many as it sent in about this long: a worker killed mid-claim leaves about a
+#: second's sends ``unknown``, while sends that take microseconds share few statements.
+CLAIM_SECONDS = 1.0
 #: Sending a batch re-reads consent for its remaining rows after this many seconds.
 RECHECK_CONSENT_AFTER = 1.0
 #: Answers to a patient (HELP, crisis, confirmations) must fit this many SMS segments.
@@ -188,19 +195,32 @@ def deliver(rt: Runtime, outbox_id: int, *, now: datetime) -> DeliveryResult:
 def deliver_batch(
     rt: Runtime, outbox_ids: Sequence[int], *, now: datetime
 ) -> dict[int, DeliveryResult]:
-    """Send many rows, each at most once, with a few statements per batch instead of per row.
+    """Send many rows, each at most once, with a few statements per claim instead of per row.
 
-    With a rate limiter rows are claimed about a second's worth of tokens at a time, so a
-    worker killed while waiting for tokens leaves few rows ``sending`` (later ``unknown``).
+    Rows are claimed about a second's sending at a time, so a worker killed mid-batch leaves
+    few rows ``sending`` (later ``unknown``): ``FIRST_CLAIM`` rows, then what the last claim
+    sent per ``CLAIM_SECONDS``, and never more than a second's worth of rate-limit tokens.
     """
     ids = list(dict.fromkeys(outbox_ids))
-    chunk = len(ids) or 1
-    if rt.limiter is not None:
-        chunk = max(1, int(min(rt.limiter.rates.values())))
     results: dict[int, DeliveryResult] = {}
-    for start in range(0, len(ids), chunk):
-        results.update(_deliver_chunk(rt, ids[start : start + chunk], now=now))
+    start, size = 0, _claim_size(rt, None)
+    while start < len(ids):
+        chunk = ids[start : start + size]
+        began = time.perf_counter()
+        results.update(_deliver_chunk(rt, chunk, now=now))
+        start += len(chunk)
+        size = _claim_size(rt, len(chunk) / max(time.perf_counter() - began, 1e-6))
     return results
+
+
+def _claim_size(rt: Runtime, sent_per_second: float | None) -> int:
+    """Rows the next claim takes: ``CLAIM_SECONDS`` of sending at the pace the last claim
+    went out (None: no claim yet), never under ``FIRST_CLAIM`` rows' worth nor faster than
+    the rate limit (one token per second: one row at a time)."""
+    pace = max(sent_per_second or 0.0, FIRST_CLAIM / CLAIM_SECONDS)
+    if rt.limiter is not None:
+        pace = min(pace, *rt.limiter.rates.values())
+    return max(1, int(pace * CLAIM_SECONDS))
 
 
 def _deliver_chunk(rt: Runtime, ids: list[int], *, now: datetime) -> dict[int, DeliveryResult]:
@@ -380,12 +400,22 @@ def _send_claimed(
 
     try:
         patients = lanes.group(claimed, key=lambda item: item[0].patient_id)
-        lanes.run_lanes(patients, step, threads=rt.settings.send_threads)
+        lanes.run_lanes(patients, step, threads=_send_threads(rt, claimed))
     except Exception:  # a limiter (Redis) or transport failure: the rest were never sent
         with lock:
             never_sent = sorted(unsent)
         _release(rt, never_sent)
         raise
+
+
+def _send_threads(rt: Runtime, claimed: list[tuple[OutgoingMessage, bool]]) -> int:
+    """``send_threads`` when a transport in the batch waits on its provider; one thread when
+    none does. Under the GIL, threads overlap only waiting: for sends that only compute they
+    added hand-offs, ~9 µs per message in B3 (``bench/HISTORY.md``, fifteenth session)."""
+    transports = [rt.transports.get(channel) for channel in {m.channel for m, _ in claimed}]
+    if any(transport is None or waits(transport) for transport in transports):
+        return rt.settings.send_threads
+    return 1
 
 
 class _ConsentWatch:

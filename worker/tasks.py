@@ -89,8 +89,8 @@ def utcnow() -> datetime:
 
 
 def enqueue_sends(outbox_ids: Sequence[int]) -> None:
-    """One ``send_batch`` task per ``SEND_BATCH_SIZE`` ids: a few statements per batch
-    instead of ~18 per message, and two tasks per 200 messages on the broker."""
+    """One ``send_batch`` task per ``SEND_BATCH_SIZE`` ids: a few statements per claim
+    instead of ~18 per message, and one task per 500 messages on the broker."""
     ids = list(outbox_ids)
     for start in range(0, len(ids), SEND_BATCH_SIZE):
         send_batch_task.delay(ids[start : start + SEND_BATCH_SIZE])

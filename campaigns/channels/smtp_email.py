@@ -81,6 +81,7 @@ class SmtpEmailTransport:
     """Thread-safe: each sending thread sends over its own cached connection."""
 
     channel = Channel.EMAIL
+    waits = True  # on the provider, across the network
 
     def __init__(
         self,

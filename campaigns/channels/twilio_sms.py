@@ -61,6 +61,7 @@ class TwilioSmsTransport:
     """
 
     channel = Channel.SMS
+    waits = True  # on the provider, across the network
 
     def __init__(
         self,
