@@ -26,12 +26,14 @@ from typing import Any
 import phonenumbers
 from phonenumbers import COUNTRY_CODE_TO_REGION_CODE, PhoneMetadata, phonenumberutil
 
+from campaigns.translate_tables import ascii_complete
+
 __all__ = ["installed", "normalized"]
 
 _CHECK_NAME = "normalize_digits_only"
 _library_filter: Any = getattr(phonenumberutil, _CHECK_NAME, None)
 #: ``str.translate`` table deleting every ASCII character but 0-9.
-_ASCII_NON_DIGITS = dict.fromkeys(c for c in range(128) if not 48 <= c <= 57)
+_ASCII_NON_DIGITS = ascii_complete(dict.fromkeys(c for c in range(128) if not 48 <= c <= 57))
 
 
 def _digits_only(number: Any, keep_non_digits: bool = False) -> Any:

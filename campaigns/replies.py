@@ -62,6 +62,7 @@ from functools import lru_cache
 from campaigns.crisis_language import mentions_crisis
 from campaigns.pain_scores import pain_score
 from campaigns.reply_words import FILLERS, wordset
+from campaigns.translate_tables import ascii_complete
 
 
 class Keyword(StrEnum):
@@ -110,7 +111,9 @@ _SCAN_LIMIT = 2_000  # chars scanned for numbers, keywords and flare phrases
 
 # --- normalisation ---------------------------------------------------------------------------
 
-_APOSTROPHES = str.maketrans(dict.fromkeys("\u2018\u2019\u201b\u02bc\u00b4`\u2032", "'"))
+_APOSTROPHES = ascii_complete(
+    str.maketrans(dict.fromkeys("\u2018\u2019\u201b\u02bc\u00b4`\u2032", "'"))
+)
 _HSPACE_RE = re.compile(r"[^\S\n]+")
 _NEWLINES_RE = re.compile(r" ?\n[\n ]*")
 _HALF_AFTER_DIGIT_RE = re.compile(r"(?<=\d) ?½")

@@ -11,6 +11,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from campaigns.translate_tables import ascii_complete
+
 Encoding = Literal["GSM-7", "UCS-2"]
 
 # GSM 03.38 basic table, in code-point order, without 0x1B (the escape to the extension table).
@@ -35,21 +37,23 @@ _UCS2_SINGLE, _UCS2_MULTI = 70, 67  # multi-part loses 3 UTF-16 units to the UDH
 # NBSP, ogham space, the U+2000..U+200A typographic spaces, narrow NBSP, math and ideographic.
 _UNICODE_SPACES = "\u00a0\u1680" + "".join(map(chr, range(0x2000, 0x200B))) + "\u202f\u205f\u3000"
 _LINE_BREAK_RE = re.compile(r"(\r\n|\n|\r)")
-_SMART_ENCODING = str.maketrans(
-    {
-        **dict.fromkeys(_UNICODE_SPACES, " "),
-        "\u2018": "'",
-        "\u2019": "'",
-        "\u201a": "'",
-        "\u201b": "'",
-        "\u201c": '"',
-        "\u201d": '"',
-        "\u201e": '"',
-        "\u201f": '"',
-        "\u2013": "-",
-        "\u2014": "-",
-        "\u2026": "...",
-    }
+_SMART_ENCODING = ascii_complete(
+    str.maketrans(
+        {
+            **dict.fromkeys(_UNICODE_SPACES, " "),
+            "\u2018": "'",
+            "\u2019": "'",
+            "\u201a": "'",
+            "\u201b": "'",
+            "\u201c": '"',
+            "\u201d": '"',
+            "\u201e": '"',
+            "\u201f": '"',
+            "\u2013": "-",
+            "\u2014": "-",
+            "\u2026": "...",
+        }
+    )
 )
 
 
@@ -84,8 +88,10 @@ def normalize_sms(text: str) -> str:
     Only look-alike spaces, curly quotes, en/em dashes and the ellipsis are replaced, and
     trailing whitespace is dropped; anything else (emoji included) is the sender's choice.
     """
+    if not text.isascii():  # every character it replaces is outside ASCII
+        text = text.translate(_SMART_ENCODING)
     # Split on SMS line breaks only: str.splitlines would also split on form feed, a GSM char.
-    parts = _LINE_BREAK_RE.split(text.translate(_SMART_ENCODING))
+    parts = _LINE_BREAK_RE.split(text)
     # Odd indexes are the captured line breaks, kept as the sender wrote them.
     return "".join(part if i % 2 else part.rstrip() for i, part in enumerate(parts)).rstrip()
 
