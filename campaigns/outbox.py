@@ -69,11 +69,11 @@ RETRY_JITTER = timedelta(minutes=1)
 #: µs of ~55 per message on them, bench/HISTORY.md, fifteenth session). What a killed worker
 #: can leave ``unknown`` is bounded by the claims, not by this.
 SEND_BATCH_SIZE = 500
-#: A task claims this many rows first, and never fewer at once (unless the rate limit
+#: A process's first claim takes this many rows, and no claim fewer (unless the rate limit
 #: allows fewer per second) ...
 FIRST_CLAIM = 100
-#: ... then as many as it sent in about this long: a worker killed mid-claim leaves about a
-#: second's sends ``unknown``, while sends that take microseconds share few statements.
+#: ... the next as many as the last one sent in about this long: a worker killed mid-claim
+#: leaves about a second's sends ``unknown``, while fast sends share few statements.
 CLAIM_SECONDS = 1.0
 #: Sending a batch re-reads consent for its remaining rows after this many seconds.
 RECHECK_CONSENT_AFTER = 1.0
@@ -198,25 +198,26 @@ def deliver_batch(
     """Send many rows, each at most once, with a few statements per claim instead of per row.
 
     Rows are claimed about a second's sending at a time, so a worker killed mid-batch leaves
-    few rows ``sending`` (later ``unknown``): ``FIRST_CLAIM`` rows, then what the last claim
-    sent per ``CLAIM_SECONDS``, and never more than a second's worth of rate-limit tokens.
+    few rows ``sending`` (later ``unknown``): what the last claim in this process sent per
+    ``CLAIM_SECONDS`` (``FIRST_CLAIM`` rows before any), at least ``FIRST_CLAIM`` rows and
+    never more than a second's worth of rate-limit tokens.
     """
     ids = list(dict.fromkeys(outbox_ids))
     results: dict[int, DeliveryResult] = {}
-    start, size = 0, _claim_size(rt, None)
+    start = 0
     while start < len(ids):
-        chunk = ids[start : start + size]
+        chunk = ids[start : start + _claim_size(rt, rt.send_pace)]
         began = time.perf_counter()
         results.update(_deliver_chunk(rt, chunk, now=now))
         start += len(chunk)
-        size = _claim_size(rt, len(chunk) / max(time.perf_counter() - began, 1e-6))
+        rt.send_pace = len(chunk) / max(time.perf_counter() - began, 1e-6)
     return results
 
 
 def _claim_size(rt: Runtime, sent_per_second: float | None) -> int:
     """Rows the next claim takes: ``CLAIM_SECONDS`` of sending at the pace the last claim
-    went out (None: no claim yet), never under ``FIRST_CLAIM`` rows' worth nor faster than
-    the rate limit (one token per second: one row at a time)."""
+    went out (None: none yet), never under ``FIRST_CLAIM`` rows' worth nor faster than the
+    rate limit (under one token per second: one row at a time)."""
     pace = max(sent_per_second or 0.0, FIRST_CLAIM / CLAIM_SECONDS)
     if rt.limiter is not None:
         pace = min(pace, *rt.limiter.rates.values())

@@ -33,6 +33,9 @@ class Runtime:
     templates: TemplateLibrary
     transports: dict[Channel, Transport] = field(default_factory=dict)
     limiter: RateLimiter | None = None
+    #: Rows per second the last claim of a send batch went out at, in this process: the next
+    #: batch's first claim is sized by it (``outbox.deliver_batch``).
+    send_pace: float | None = None
 
     @property
     def window(self) -> SendWindow:

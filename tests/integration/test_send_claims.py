@@ -1,7 +1,8 @@
 """How a send task claims its rows and on how many threads it sends them.
 
 A claim is what a killed worker can leave ``unknown``, so it covers about a second of
-sending: the first ``FIRST_CLAIM`` rows, then what that claim sent per ``CLAIM_SECONDS``.
+sending: a process's first ``FIRST_CLAIM`` rows, then what the last claim sent per
+``CLAIM_SECONDS``.
 Sends that only compute share one claim's statements and run on the task's own thread.
 """
 
@@ -94,6 +95,26 @@ def test_fast_sends_are_claimed_together_after_the_first_claim(
     assert claims == [ids[:3], ids[3:]], "3 rows sent in far under a second: the rest at once"
     assert sorted(transport.sent) == ids
     assert _statuses(rt, ids) == {MessageStatus.SENT}
+
+
+def test_the_next_batch_starts_at_the_pace_the_last_claim_went_out(
+    rt: Runtime, claims: list[list[int]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = _planned(rt, 12)
+    monkeypatch.setattr(outbox, "FIRST_CLAIM", 3)
+    rt.limiter = None
+    rt.transports[Channel.SMS] = Recording()
+    deliver_batch(rt, ids[:4], now=DUE)
+    assert rt.send_pace is not None and rt.send_pace > 8, "rows per second, far over 8"
+    deliver_batch(rt, ids[4:], now=DUE)
+    assert claims == [ids[:3], ids[3:4], ids[4:]]
+    rt.transports[Channel.SMS] = Recording(pause=0.025)
+    monkeypatch.setattr(outbox, "CLAIM_SECONDS", 0.05)
+    rt.send_pace = 1.0  # a slow last claim: back to FIRST_CLAIM rows at a time
+    claims.clear()
+    more = _planned(rt, 4)
+    deliver_batch(rt, more, now=DUE)
+    assert claims[0] == more[:3]
 
 
 def test_slow_sends_are_claimed_about_a_second_at_a_time(
