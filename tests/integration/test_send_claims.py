@@ -79,6 +79,12 @@ def _limiter(*, sms: float) -> RateLimiter:
     return RateLimiter(LocalBucket(), {Channel.SMS: sms, Channel.EMAIL: 5000.0}, burst=50.0)
 
 
+def _unlimited(rt: Runtime, monkeypatch: pytest.MonkeyPatch, *, first_claim: int) -> None:
+    """No rate limit, and a first claim of ``first_claim`` rows."""
+    monkeypatch.setattr(outbox, "FIRST_CLAIM", first_claim)
+    rt.limiter = None
+
+
 def _statuses(rt: Runtime, ids: list[int]) -> set[MessageStatus]:
     with rt.session() as session:
         return {session.get_one(OutboxMessage, i).status for i in ids}
@@ -88,8 +94,7 @@ def test_fast_sends_are_claimed_together_after_the_first_claim(
     rt: Runtime, claims: list[list[int]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ids = _planned(rt, 12)
-    monkeypatch.setattr(outbox, "FIRST_CLAIM", 3)
-    rt.limiter = None
+    _unlimited(rt, monkeypatch, first_claim=3)
     rt.transports[Channel.SMS] = transport = Recording()
     assert deliver_batch(rt, ids, now=DUE) == dict.fromkeys(ids, DeliveryResult.SENT)
     assert claims == [ids[:3], ids[3:]], "3 rows sent in far under a second: the rest at once"
@@ -101,8 +106,7 @@ def test_the_next_batch_starts_at_the_pace_the_last_claim_went_out(
     rt: Runtime, claims: list[list[int]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ids = _planned(rt, 12)
-    monkeypatch.setattr(outbox, "FIRST_CLAIM", 3)
-    rt.limiter = None
+    _unlimited(rt, monkeypatch, first_claim=3)
     rt.transports[Channel.SMS] = Recording()
     deliver_batch(rt, ids[:4], now=DUE)
     assert rt.send_pace is not None and rt.send_pace > 8, "rows per second, far over 8"
@@ -135,9 +139,8 @@ def test_a_failed_claim_leaves_the_later_rows_unclaimed(
     rt: Runtime, claims: list[list[int]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ids = _planned(rt, 5)
-    monkeypatch.setattr(outbox, "FIRST_CLAIM", 2)
+    _unlimited(rt, monkeypatch, first_claim=2)
     rt.settings = rt.settings.model_copy(update={"send_threads": 1})
-    rt.limiter = None
 
     class BrokenOnThird(Recording):
         def send(self, message: OutgoingMessage) -> ProviderReceipt:
