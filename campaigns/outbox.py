@@ -65,9 +65,9 @@ RETRY_BACKOFF = timedelta(minutes=3)
 #: ... plus a random share of this, so the rows an outage deferred together do not all
 #: come back in the same tick (a provider's own Retry-After is kept as given).
 RETRY_JITTER = timedelta(minutes=1)
-#: Ids per send task: enough to amortise a task's statements (at 100, B3's sends spent ~20
-#: µs of ~55 per message on them, bench/HISTORY.md, fifteenth session). What a killed worker
-#: can leave ``unknown`` is bounded by the claims, not by this.
+#: Ids per send task: enough to amortise a task's statements and transactions (B3's sends
+#: took 54.5 µs of CPU per message in tasks of 100, 41.1 in tasks of 500, bench/HISTORY.md,
+#: fifteenth session). What a killed worker can leave ``unknown`` is a claim, below.
 SEND_BATCH_SIZE = 500
 #: A process's first claim takes this many rows, and no claim fewer (unless the rate limit
 #: allows fewer per second) ...
