@@ -40,13 +40,14 @@ class EnrollmentError(ValueError):
     """A request that would break an enrollment rule (e.g. enrolling twice)."""
 
 
-#: A stored state's values in one C call, for an ``Enrollment`` or a claimed row alike.
-_STATE_OF = attrgetter(*STATE_FIELDS, "state")
-_STATE_NAMES = [*STATE_FIELDS, "state"]
+#: A stored state's fields, and their values in one C call, for an ``Enrollment`` or a
+#: claimed row alike.
+_STATE_ORDER = [*STATE_FIELDS, "state"]
+_STATE_OF = attrgetter(*_STATE_ORDER)
 
 
 def pacing_state(enrollment: Enrollment | DueEnrollment) -> pacing.PacingState:
-    return pacing.PacingState.of(dict(zip(_STATE_NAMES, _STATE_OF(enrollment), strict=True)))
+    return pacing.PacingState.of(dict(zip(_STATE_ORDER, _STATE_OF(enrollment), strict=True)))
 
 
 def store_state(enrollment: Enrollment, state: pacing.PacingState) -> None:
@@ -278,7 +279,7 @@ def apply_outcomes(
     insert_rows(session, cast(Table, Event.__table__), events)  # no ids needed back
 
 
-_STATE_COLUMNS = [*STATE_FIELDS, "state", "ended_at", "row_version"]
+_STATE_COLUMNS = [*_STATE_ORDER, "ended_at", "row_version"]
 #: Their parameter names, in the order ``apply_outcomes`` fills a row's values.
 _BOUND_STATE = [f"b_{n}" for n in _STATE_COLUMNS]
 #: A batch row's keys and the columns whose types they have.
